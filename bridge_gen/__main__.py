@@ -1,0 +1,3 @@
+from bridge_gen.cli import main
+
+main()

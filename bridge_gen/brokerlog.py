@@ -1,0 +1,82 @@
+"""Reading mosquitto's log: why a bridge is not connected, in plain words.
+
+mosquitto logs a failed bridge attempt as OpenSSL error codes, socket errors
+or CONNACK refusals, spread over several lines. `diagnose` picks the most
+recent line that explains a failure and says what it means for the user.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    reason: str  # what went wrong, for the user
+    line: str  # the log line it was read from
+
+
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), reason)
+    for pattern, reason in (
+        (
+            r"certificate verify failed",
+            "TLS verification failed: the remote's certificate does not verify"
+            " against `tls.ca`, or does not name the host in `address`",
+        ),
+        (
+            r"alert (unknown ca|bad certificate|certificate required|"
+            r"certificate unknown|certificate revoked|access denied|"
+            r"certificate expired|decrypt error|handshake failure)",
+            "the remote rejected the client certificate (TLS alert: {0})",
+        ),
+        (
+            r"wrong version number|packet length too long|unexpected eof",
+            "TLS handshake failed: is the remote port a TLS port?",
+        ),
+        (
+            r"bridge-gen: cannot read (\S+)",
+            "the container cannot read {0}: check that the host file exists"
+            " and that the Docker engine may read it",
+        ),
+        (
+            r"(unable to load|cannot open|error loading).*(key|cert|ca)",
+            "mosquitto cannot load a certificate or key file: {0} ... {1}",
+        ),
+        (r"permission denied", "permission denied reading a file the broker needs"),
+        (
+            r"connection refused: (.+)",
+            "the remote refused the MQTT connection: {0}",
+        ),
+        (
+            r"error creating bridge: connection refused",
+            "connection refused: nothing accepts connections at the remote"
+            " address and port",
+        ),
+        (
+            r"(temporary failure in name resolution|name or service not known|"
+            r"unable to resolve|no address associated)",
+            "the remote's host name does not resolve ({0})",
+        ),
+        (
+            r"error creating bridge: (.+)",
+            "could not connect to the remote: {0}",
+        ),
+        (
+            r"(error: .+)",
+            "mosquitto reported: {0}",
+        ),
+    )
+)
+
+
+def diagnose(lines: list[str]) -> Diagnosis | None:
+    """The newest explained failure in these log lines, if any."""
+    for line in reversed(lines):
+        for pattern, reason in _RULES:
+            found = pattern.search(line)
+            if found:
+                text = reason.format(*(g.strip(" .") for g in found.groups()))
+                return Diagnosis(text, line.strip())
+    return None

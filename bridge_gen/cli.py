@@ -1,0 +1,316 @@
+"""The command line: parse arguments, call one stage, print, pick an exit code.
+
+This module holds no logic of its own. Errors from every layer arrive here
+as BridgeGenError and leave as one line per problem and an exit code:
+0 done, 1 the work failed, 2 the input is wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bridge_gen import __version__, output, pipeline, spec
+from bridge_gen.errors import EXIT_USAGE, BridgeGenError
+
+app = typer.Typer(
+    name="bridge-gen",
+    help=(
+        "Generate, run and watch a Mosquitto bridge that carries local MQTT"
+        " traffic to Kaa or any MQTT broker.\n\n"
+        "Write a spec (see sample-configs/), check it with `validate`, write"
+        " the files with `render`, or build and start the bridge in Docker"
+        " with `up`. Exit codes: 0 done, 1 the work failed, 2 bad input."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+class Network(str, Enum):
+    bridge = "bridge"
+    host = "host"
+
+
+SpecArg = Annotated[
+    Path,
+    typer.Argument(help="The spec file (YAML).", show_default=False),
+]
+NetworkOpt = Annotated[
+    Network | None,
+    typer.Option(
+        help="Container networking; overrides the spec's container.network."
+        " `host` shares the host's network (the broker binds local.bind).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+_state = {"debug": False}
+
+
+def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn bridge-gen's errors into messages and exit codes, in one place."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BridgeGenError as exc:
+            for line in exc.lines():
+                output.error(line)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            output.error("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            output.error(
+                f"internal error ({type(exc).__name__}: {exc}); this is a bug in"
+                " bridge-gen: rerun with --debug for the traceback"
+            )
+            raise typer.Exit(3) from None
+
+    return run
+
+
+def _version(value: bool) -> None:
+    if value:
+        output.say(f"bridge-gen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _prepare(
+    path: Path, *, files_required: bool, network: Network | None = None
+) -> pipeline.Prepared:
+    prepared = pipeline.prepare(
+        path,
+        files_required=files_required,
+        network=network.value if network else None,
+    )
+    for problem in prepared.warnings:
+        output.warn(str(problem))
+    return prepared
+
+
+def _summary(prepared: pipeline.Prepared) -> str:
+    bridges = len(prepared.plan.bridges)
+    return (
+        f"gateway {prepared.plan.gateway}: {bridges} bridge(s),"
+        f" {prepared.endpoints} endpoint(s), {prepared.topic_lines} topic line(s)"
+    )
+
+
+@app.command()
+@boundary
+def validate(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
+    """Check a spec with every check `render` and `up` run; write nothing.
+
+    Problems are listed all at once as FILE:LINE:COLUMN: FIELD: MESSAGE,
+    and the exit code is 2. Certificate files that do not exist yet are
+    warnings here and errors for `up`.
+    """
+    prepared = _prepare(spec_file, files_required=False)
+    if as_json:
+        output.emit_json(
+            {
+                "valid": True,
+                "gateway": prepared.plan.gateway,
+                "bridges": len(prepared.plan.bridges),
+                "endpoints": prepared.endpoints,
+                "topic_lines": prepared.topic_lines,
+                "warnings": [str(w) for w in prepared.warnings],
+            }
+        )
+        return
+    output.say(f"{spec_file}: valid; {_summary(prepared)}")
+
+
+@app.command()
+@boundary
+def render(
+    spec_file: SpecArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to write into; default out/GATEWAY."),
+    ] = None,
+    network: NetworkOpt = None,
+) -> None:
+    """Write mosquitto.conf, Dockerfile and docker-compose.yml for a spec.
+
+    The files are written all together or not at all, and the same spec
+    always gives the same bytes. Certificates and keys are not copied: the
+    compose file mounts them read-only from where the spec says they are.
+    Run the result with `docker compose up -d` in that folder, or use
+    `bridge-gen up`.
+    """
+    from bridge_gen.writer import write_bundle
+
+    prepared = _prepare(spec_file, files_required=False, network=network)
+    out_dir = out or Path("out") / prepared.plan.gateway
+    files = pipeline.bundle(prepared, out_dir)
+    for item in write_bundle(files, out_dir):
+        output.say(f"{item.action:>9}  {item.path}")
+    output.say(_summary(prepared))
+
+
+@app.command()
+@boundary
+def schema() -> None:
+    """Print the JSON Schema of the spec, for editors and other tools.
+
+    YAML editors with a language server pick it up from a first line like
+    `# yaml-language-server: $schema=./bridge-gen.schema.json`.
+    """
+    output.emit_json(spec.json_schema())
+
+
+@app.command()
+@boundary
+def up(
+    spec_file: SpecArg,
+    network: NetworkOpt = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every bridge to connect.")
+    ] = 30.0,
+) -> None:
+    """Build the image, start the container, wait until the bridges connect.
+
+    Connected means the remote accepted the bridge, as the broker itself
+    reports it. When a bridge does not connect in time, the reason read from
+    the broker's log is printed and the exit code is 1. Running `up` again
+    with the same spec and files changes nothing; after a change it
+    replaces the container. Queued messages stay in the data volume.
+    """
+    from bridge_gen import engine
+
+    prepared = _prepare(spec_file, files_required=True, network=network)
+    files = pipeline.bundle(prepared, Path("."))
+    client = engine.engine()
+    with output.progress(f"bringing up gateway {prepared.plan.gateway}") as step:
+        action = engine.up(
+            client, prepared.plan, files, on_progress=step, timeout=timeout
+        )
+    names = ", ".join(b.name for b in prepared.plan.bridges)
+    output.say(
+        f"gateway {prepared.plan.gateway}: container"
+        f" {prepared.plan.container_name} {action}; connected: {names}"
+    )
+
+
+@app.command()
+@boundary
+def status(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
+    """Show the container's state and whether each bridge is connected.
+
+    Exit code 1 when the container is not running or a bridge is down.
+    """
+    import dataclasses
+
+    from bridge_gen import engine
+
+    prepared = _prepare(spec_file, files_required=False)
+    report = engine.status(engine.engine(), prepared.plan)
+    healthy = report.state == "running" and all(b.connected for b in report.bridges)
+    if as_json:
+        output.emit_json({**dataclasses.asdict(report), "ok": healthy})
+    else:
+        _print_status(report)
+    if not healthy:
+        raise typer.Exit(1)
+
+
+def _print_status(report: Any) -> None:
+    from rich.table import Table
+
+    health = f" ({report.health})" if report.health else ""
+    output.say(
+        f"gateway {report.gateway}: container {report.container} {report.state}{health}"
+    )
+    if report.started_at and report.state == "running":
+        output.say(f"  started {report.started_at}, image {report.image}")
+    table = Table("bridge", "state", "reason", box=None, pad_edge=False)
+    for bridge in report.bridges:
+        state = {True: "connected", False: "disconnected", None: "unknown"}
+        table.add_row(bridge.name, state[bridge.connected], bridge.reason or "")
+    if report.bridges:
+        output.out.print(table)
+
+
+@app.command()
+@boundary
+def logs(
+    spec_file: SpecArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    tail: Annotated[int, typer.Option(help="Lines from the end; 0 for all.")] = 100,
+) -> None:
+    """Print the bridge container's log (the broker's, with timestamps)."""
+    from bridge_gen import engine
+
+    prepared = _prepare(spec_file, files_required=False)
+    client = engine.engine()
+    for line in engine.follow_logs(
+        client, prepared.plan, tail=tail or "all", follow=follow
+    ):
+        output.say(line)
+
+
+@app.command()
+@boundary
+def down(
+    spec_file: SpecArg,
+    volumes: Annotated[
+        bool,
+        typer.Option(
+            "--volumes",
+            help="Also delete the data volume and the messages queued in it.",
+        ),
+    ] = False,
+) -> None:
+    """Stop and remove the bridge container; the data volume stays by default."""
+    from bridge_gen import engine
+
+    prepared = _prepare(spec_file, files_required=False)
+    done = engine.down(engine.engine(), prepared.plan, volumes=volumes)
+    for line in done or [f"gateway {prepared.plan.gateway} was not running"]:
+        output.say(line)
+
+
+def main() -> None:
+    """Entry point of the `bridge-gen` command."""
+    try:
+        app()
+    except SystemExit as exc:
+        # click reports usage mistakes with exit code 2 already; keep it.
+        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        sys.exit(code)

@@ -1,0 +1,381 @@
+"""Every call to the Docker engine: build, start, watch and stop a bridge.
+
+This is the one module that imports the docker SDK, and only the commands
+that need Docker import this module. Engine errors become BridgeGenErrors
+with a hint here, so no other layer sees a docker exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+from docker.types import Mount
+
+from bridge_gen import plan as plans
+from bridge_gen.brokerlog import diagnose
+from bridge_gen.errors import (
+    BridgeNotConnected,
+    DockerFailed,
+    DockerUnavailable,
+    NotDeployed,
+)
+from bridge_gen.plan import GatewayPlan
+from bridge_gen.render import RenderedFile
+
+HASH_LABEL = f"{plans.LABEL_PREFIX}.config-hash"
+GATEWAY_LABEL = f"{plans.LABEL_PREFIX}.gateway"
+IMAGE_FILES = ("Dockerfile", "mosquitto.conf", "bridge-entrypoint.sh")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BridgeState:
+    name: str
+    connected: bool | None  # None: the broker is not running to ask
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    gateway: str
+    container: str
+    state: str  # running, exited, restarting, ... or absent
+    health: str | None
+    started_at: str | None
+    image: str | None
+    bridges: tuple[BridgeState, ...] = field(default_factory=tuple)
+
+
+def engine() -> docker.DockerClient:
+    """A client for the engine that answered, or DockerUnavailable."""
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(
+            f"cannot reach the Docker engine at {where} ({_short(exc)}); start"
+            " it (e.g. `sudo systemctl start docker`) or point DOCKER_HOST at"
+            " one"
+        ) from None
+    return client
+
+
+@contextmanager
+def _engine_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise DockerFailed(f"Docker refused to {doing}: {_short(exc)}") from None
+    except docker.errors.DockerException as exc:
+        raise DockerFailed(f"could not {doing}: {_short(exc)}") from None
+
+
+def config_hash(
+    plan: GatewayPlan, files: tuple[RenderedFile, ...], base_id: str
+) -> str:
+    """Changes when anything the container is made from changes."""
+    digest = hashlib.sha256(f"{base_id}\0".encode())
+    for item in files:
+        digest.update(f"{item.name}\0{item.mode}\0{item.text}\0".encode())
+    digest.update(f"{plan.network}\0{plan.bind}\0{plan.port}\0".encode())
+    for mount in plan.files:
+        # Rotating a certificate in place must replace the container, whose
+        # entrypoint copied the old one; a digest reveals nothing of a key.
+        digest.update(f"{mount.host_path}\0".encode())
+        digest.update(hashlib.sha256(mount.host_path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def up(
+    client: docker.DockerClient,
+    plan: GatewayPlan,
+    files: tuple[RenderedFile, ...],
+    *,
+    on_progress: Progress,
+    timeout: float,
+) -> str:
+    """Build and start the bridge, wait until every bridge is connected.
+
+    Returns what was done: "unchanged", "created" or "replaced".
+    """
+    base_id = _ensure_base(client, plan.base_image, on_progress)
+    wanted = config_hash(plan, files, base_id)
+    current = _find(client, plan)
+    same = current is not None and current.labels.get(HASH_LABEL) == wanted
+    if same and current.status == "running":
+        wait_connected(current, plan, timeout=timeout, on_progress=on_progress)
+        return "unchanged"
+
+    image = _ensure_image(client, plan, files, wanted, on_progress)
+    action = "created"
+    if current is not None:
+        on_progress(f"removing the old container {current.name}")
+        with _engine_errors("remove the old container"):
+            current.remove(force=True)
+        action = "replaced"
+
+    container = _start(client, plan, image, wanted)
+    on_progress(f"started container {container.name}; waiting for the bridges")
+    wait_connected(container, plan, timeout=timeout, on_progress=on_progress)
+    return action
+
+
+def _find(client: docker.DockerClient, plan: GatewayPlan):  # -> Container | None
+    with _engine_errors("look up containers"):
+        try:
+            found = client.containers.get(plan.container_name)
+        except docker.errors.NotFound:
+            return None
+    if found.labels.get(GATEWAY_LABEL) != plan.gateway:
+        raise DockerFailed(
+            f"a container named {plan.container_name} exists but bridge-gen did"
+            " not make it; remove or rename it first"
+        )
+    return found
+
+
+def _ensure_image(client, plan, files, wanted: str, on_progress: Progress) -> str:
+    tag = f"{plan.image_name}:{wanted[:12]}"
+    with _engine_errors("inspect images"):
+        try:
+            client.images.get(tag)
+            on_progress(f"image {tag} is up to date")
+            return tag
+        except docker.errors.ImageNotFound:
+            pass
+
+    context = _context_tar(files)
+    labels = {**plan.labels(), HASH_LABEL: wanted}
+    with _engine_errors("build the image"):
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            labels=labels,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise DockerFailed(f"image build failed: {chunk['error'].strip()}")
+            text = chunk.get("stream", "").strip()
+            # Steps tell the user where the build is; the rest is noise.
+            if text.startswith(("Step ", "Successfully")):
+                on_progress(text)
+        client.images.get(tag).tag(plan.image_name, "latest")
+    return tag
+
+
+def _ensure_base(client, base: str, on_progress: Progress) -> str:
+    """The id of the base image, pulled first when it is not here."""
+    try:
+        return client.images.get(base).id
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.DockerException as exc:
+        raise DockerFailed(f"could not inspect {base}: {_short(exc)}") from None
+    on_progress(f"pulling {base}")
+    try:
+        return client.images.pull(base).id
+    except docker.errors.DockerException as exc:
+        raise DockerFailed(
+            f"the base image {base} is not on this engine and could not be"
+            f" pulled ({_short(exc)}); load it with `docker load` or set"
+            " container.image in the spec"
+        ) from None
+
+
+def _context_tar(files: tuple[RenderedFile, ...]) -> io.BytesIO:
+    # Only the three files the Dockerfile copies: nothing else from the
+    # output folder (a key someone put there) ever reaches the engine.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for item in files:
+            if item.name not in IMAGE_FILES:
+                continue
+            data = item.text.encode("utf-8")
+            info = tarfile.TarInfo(item.name)
+            info.size = len(data)
+            info.mode = item.mode
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def _start(client, plan: GatewayPlan, image: str, wanted: str):
+    mounts = [Mount(plans.DATA_DIR, plan.volume_name, type="volume")]
+    mounts += [
+        Mount(f.mount_path, str(f.host_path), type="bind", read_only=True)
+        for f in plan.files
+    ]
+    options: dict = {
+        "name": plan.container_name,
+        "detach": True,
+        "labels": {**plan.labels(), HASH_LABEL: wanted},
+        "mounts": mounts,
+        "tmpfs": {plans.CERTS_DIR: "size=1m", plans.RUN_DIR: "size=1m"},
+    }
+    if plan.restart != "no":
+        options["restart_policy"] = {"Name": plan.restart}
+    if plan.network == "host":
+        options["network_mode"] = "host"
+    else:
+        options["ports"] = {f"{plan.port}/tcp": (plan.bind, plan.port)}
+
+    with _engine_errors("create the data volume"):
+        try:
+            client.volumes.get(plan.volume_name)
+        except docker.errors.NotFound:
+            client.volumes.create(plan.volume_name, labels=plan.labels())
+    with _engine_errors("start the container"):
+        return client.containers.run(image, **options)
+
+
+def bridge_states(container, plan: GatewayPlan) -> dict[str, bool]:
+    """Each bridge's connection state, as the broker itself publishes it."""
+    topic = "$SYS/broker/connection/+/state"
+    command = [
+        "mosquitto_sub",
+        "--unix",
+        plan.layout.socket,
+        "-i",
+        "bridge-gen-status",
+        "-t",
+        topic,
+        "-v",
+        "--retained-only",
+        "-W",
+        "2",
+    ]
+    try:
+        _, output = container.exec_run(command)
+    except docker.errors.APIError:
+        return {}
+    states: dict[str, bool] = {}
+    for line in output.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ")
+        if len(parts) == 2 and parts[0].startswith("$SYS/broker/connection/"):
+            client_id = parts[0].split("/")[3]
+            states[client_id] = parts[1] == "1"
+    return states
+
+
+def log_lines(container, *, tail: int | str = 200) -> list[str]:
+    with _engine_errors("read the container log"):
+        raw = container.logs(tail=tail)
+    return raw.decode("utf-8", "replace").splitlines()
+
+
+def wait_connected(
+    container, plan: GatewayPlan, *, timeout: float, on_progress: Progress
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            raise BridgeNotConnected(_stopped_message(container))
+        states = bridge_states(container, plan) if container.status == "running" else {}
+        waiting = [b.name for b in plan.bridges if not states.get(b.remote_clientid)]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise BridgeNotConnected(_not_connected_message(container, waiting))
+        time.sleep(0.5)
+
+
+def _stopped_message(container) -> str:
+    lines = log_lines(container)
+    found = diagnose(lines)
+    why = found.reason if found else "; ".join(lines[-3:]) or "no log output"
+    return f"the container {container.name} stopped: {why}"
+
+
+def _not_connected_message(container, waiting: list[str]) -> str:
+    found = diagnose(log_lines(container))
+    why = found.reason if found else "no error in the broker log yet"
+    names = ", ".join(waiting)
+    return f"bridge {names} did not connect: {why} (see `bridge-gen logs`)"
+
+
+def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
+    container = _find(client, plan)
+    if container is None:
+        return Status(plan.gateway, plan.container_name, "absent", None, None, None)
+    attrs = container.attrs.get("State", {})
+    running = container.status == "running"
+    states = bridge_states(container, plan) if running else {}
+    found = diagnose(log_lines(container))
+    bridges = []
+    for bridge in plan.bridges:
+        connected = states.get(bridge.remote_clientid) if running else None
+        reason = None if connected or found is None else found.reason
+        bridges.append(BridgeState(bridge.name, connected, reason))
+    return Status(
+        gateway=plan.gateway,
+        container=container.name,
+        state=container.status,
+        health=(attrs.get("Health") or {}).get("Status"),
+        started_at=attrs.get("StartedAt"),
+        image=(container.image.tags or [container.image.short_id])[0],
+        bridges=tuple(bridges),
+    )
+
+
+def follow_logs(
+    client, plan: GatewayPlan, *, tail: int | str, follow: bool
+) -> Iterator[str]:
+    container = _find(client, plan)
+    if container is None:
+        raise NotDeployed(_not_deployed(plan))
+    with _engine_errors("read the container log"):
+        if not follow:
+            yield from log_lines(container, tail=tail)
+            return
+        pending = b""
+        for chunk in container.logs(stream=True, follow=True, tail=tail):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.decode("utf-8", "replace")
+
+
+def down(client, plan: GatewayPlan, *, volumes: bool) -> list[str]:
+    done = []
+    container = _find(client, plan)
+    with _engine_errors("remove the container"):
+        if container is not None:
+            container.remove(force=True)
+            done.append(f"removed container {plan.container_name}")
+        if volumes:
+            try:
+                client.volumes.get(plan.volume_name).remove()
+                done.append(f"removed volume {plan.volume_name}")
+            except docker.errors.NotFound:
+                pass
+    return done
+
+
+def _not_deployed(plan: GatewayPlan) -> str:
+    return (
+        f"gateway {plan.gateway} is not running here (no container"
+        f" {plan.container_name}); start it with `bridge-gen up`"
+    )
+
+
+def _short(exc: Exception) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return " ".join(text.split())[:300]

@@ -1,0 +1,50 @@
+"""All that bridge-gen prints goes through here; only the CLI calls it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(text: str) -> None:
+    out.print(escape(text))
+
+
+def warn(text: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(text)}")
+
+
+def error(text: str) -> None:
+    err.print(f"[red]error:[/red] {escape(text)}")
+
+
+def emit_json(data: Any) -> None:
+    # Plain write, not rich: scripts parse this, no wrapping or markup.
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress(title: str) -> Iterator[Any]:
+    """A spinner with the latest step on a terminal, plain lines elsewhere."""
+    if err.is_terminal:
+        with err.status(escape(title)) as status:
+
+            def update(text: str) -> None:
+                status.update(f"{escape(title)}: {escape(text)}")
+                if text.startswith("Step "):
+                    err.print(f"  {escape(text)}")
+
+            yield update
+    else:
+        err.print(escape(title))
+        yield lambda text: err.print(f"  {escape(text)}")

@@ -1,0 +1,47 @@
+"""The pure path from a spec file to a plan and rendered files.
+
+`validate`, `render` and `up` all go through `prepare`, so they run exactly
+the same checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge_gen import lint, spec
+from bridge_gen.errors import Problem, SpecError
+from bridge_gen.plan import GatewayPlan, plan
+from bridge_gen.render import RenderedFile, render
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: spec.Spec
+    plan: GatewayPlan
+    warnings: tuple[Problem, ...]
+    endpoints: int
+    topic_lines: int
+
+
+def prepare(
+    spec_path: Path, *, files_required: bool, network: str | None = None
+) -> Prepared:
+    """Load, check and plan a spec; raises SpecError listing every problem."""
+    model, located = spec.load(spec_path)
+    findings = lint.lint(model, located, files_required=files_required)
+    if findings.errors:
+        raise SpecError(findings.errors)
+
+    gateway = plan(model, spec_path.resolve().parent, network=network)
+    return Prepared(
+        spec=model,
+        plan=gateway,
+        warnings=tuple(findings.warnings),
+        endpoints=sum(len(b.endpoints) for b in model.bridges),
+        topic_lines=sum(len(b.lines) for b in gateway.bridges),
+    )
+
+
+def bundle(prepared: Prepared, out_dir: Path) -> tuple[RenderedFile, ...]:
+    return render(prepared.plan, out_dir)

@@ -1,0 +1,235 @@
+"""From a checked spec to the typed plan of a gateway: pure, no I/O.
+
+The plan holds every value the rendered files and the Docker calls need,
+already resolved: topic lines in the order mosquitto must see them, the
+certificate files with their host and container paths, and the names of
+the image, container and volume. Rendering and Docker both read the plan,
+so the compose file and `bridge-gen up` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge_gen.spec import Bridge, Endpoint, Spec, Tls, TopicRule
+
+LABEL_PREFIX = "io.bridge-gen"
+CERTS_DIR = "/mosquitto/certs"
+SECRETS_IN = "/run/bridge-gen"
+RUN_DIR = "/mosquitto/run"
+SOCKET = f"{RUN_DIR}/local.sock"
+DATA_DIR = "/mosquitto/data"
+CONF_PATH = "/mosquitto/config/mosquitto.conf"
+
+# mosquitto's default of 1,000 queued messages per client silently drops
+# newer messages during an outage; this holds minutes of a busy gateway.
+MAX_QUEUED_MESSAGES = 100_000
+AUTOSAVE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the broker finds its files: in the container, or on this host."""
+
+    socket: str
+    data_dir: str
+    certs_dir: str | None  # None: read certificates where they lie on the host
+
+
+CONTAINER = Layout(socket=SOCKET, data_dir=DATA_DIR, certs_dir=CERTS_DIR)
+
+
+def host_layout(run_dir: Path) -> Layout:
+    """For running the rendered config with a mosquitto binary on this host."""
+    return Layout(
+        socket=str(run_dir / "local.sock"),
+        data_dir=str(run_dir / "data"),
+        certs_dir=None,
+    )
+
+
+@dataclass(frozen=True)
+class TopicLine:
+    """One `topic` directive; empty strings render as `""`."""
+
+    pattern: str
+    direction: str
+    qos: int
+    local_prefix: str
+    remote_prefix: str
+    note: str
+
+    @property
+    def local_topic(self) -> str:
+        return self.local_prefix + self.pattern
+
+    @property
+    def remote_topic(self) -> str:
+        return self.remote_prefix + self.pattern
+
+
+@dataclass(frozen=True)
+class FileMount:
+    """A host file mounted read-only, then copied where the broker reads it."""
+
+    role: str  # ca, cert or key
+    host_path: Path
+    mount_path: str  # where the read-only bind mount lands
+    broker_path: str  # where the entrypoint copies it for uid 1883
+
+    @property
+    def secret(self) -> bool:
+        return self.role == "key"
+
+
+@dataclass(frozen=True)
+class BridgePlan:
+    name: str
+    addresses: tuple[str, ...]
+    remote_clientid: str
+    local_clientid: str
+    keepalive: int
+    ca: FileMount | None
+    cert: FileMount | None
+    key: FileMount | None
+    lines: tuple[TopicLine, ...]
+
+    @property
+    def files(self) -> tuple[FileMount, ...]:
+        return tuple(f for f in (self.ca, self.cert, self.key) if f is not None)
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    gateway: str
+    base_image: str
+    network: str
+    restart: str
+    port: int
+    bind: str
+    allow_anonymous: bool
+    bridges: tuple[BridgePlan, ...]
+    layout: Layout = CONTAINER
+
+    @property
+    def container_name(self) -> str:
+        return f"bridge-gen-{self.gateway}"
+
+    @property
+    def image_name(self) -> str:
+        return f"bridge-gen/{self.gateway}"
+
+    @property
+    def volume_name(self) -> str:
+        return f"bridge-gen-{self.gateway}-data"
+
+    @property
+    def listener_address(self) -> str:
+        # With Docker's port publishing the host side does the binding; the
+        # broker in the container must listen on every container interface.
+        return self.bind if self.network == "host" else "0.0.0.0"
+
+    @property
+    def files(self) -> tuple[FileMount, ...]:
+        return tuple(f for b in self.bridges for f in b.files)
+
+    def labels(self) -> dict[str, str]:
+        return {f"{LABEL_PREFIX}.gateway": self.gateway}
+
+
+def plan(
+    spec: Spec,
+    spec_dir: Path,
+    *,
+    network: str | None = None,
+    layout: Layout = CONTAINER,
+) -> GatewayPlan:
+    """Resolve a checked spec; `network` overrides the spec's container.network."""
+    return GatewayPlan(
+        gateway=spec.gateway,
+        base_image=spec.container.image,
+        network=network or spec.container.network,
+        restart=spec.container.restart,
+        port=spec.local.port,
+        bind=spec.local.bind,
+        allow_anonymous=spec.local.allow_anonymous,
+        bridges=tuple(_bridge(spec, b, spec_dir, layout) for b in spec.bridges),
+        layout=layout,
+    )
+
+
+def _bridge(spec: Spec, bridge: Bridge, spec_dir: Path, layout: Layout) -> BridgePlan:
+    remote_id = bridge.clientid or f"{spec.gateway}-{bridge.name}"
+    lines = [line for e in bridge.endpoints for line in endpoint_lines(bridge, e)]
+    lines += [rule_line(rule) for rule in bridge.topics]
+    tls = bridge.tls or Tls()
+    return BridgePlan(
+        name=bridge.name,
+        addresses=tuple(bridge.address),
+        remote_clientid=remote_id,
+        local_clientid=f"local.{remote_id}",
+        keepalive=bridge.keepalive,
+        ca=_mount(bridge.name, "ca", tls.ca, spec_dir, layout),
+        cert=_mount(bridge.name, "cert", tls.cert, spec_dir, layout),
+        key=_mount(bridge.name, "key", tls.key, spec_dir, layout),
+        lines=tuple(lines),
+    )
+
+
+_FILE_NAMES = {"ca": "ca.crt", "cert": "client.crt", "key": "client.key"}
+
+
+def _mount(
+    bridge: str, role: str, path: str | None, base: Path, layout: Layout
+) -> FileMount | None:
+    if path is None:
+        return None
+    name = _FILE_NAMES[role]
+    host_path = (base / path).resolve()
+    broker = f"{layout.certs_dir}/{bridge}/{name}" if layout.certs_dir else None
+    return FileMount(
+        role=role,
+        host_path=host_path,
+        mount_path=f"{SECRETS_IN}/{bridge}/{name}",
+        broker_path=broker or str(host_path),
+    )
+
+
+def kp1_topic(app_version: str, extension: str, token: str, *rest: str) -> str:
+    return "/".join(("kp1", app_version, extension, token, *rest))
+
+
+def endpoint_lines(bridge: Bridge, endpoint: Endpoint) -> list[TopicLine]:
+    """Telemetry up, and the platform's answers back to `<local>/status|error`.
+
+    Replies land on topics below the device's own, never on it, so nothing
+    the device publishes is ever sent back to it.
+    """
+    app = endpoint.app_version or bridge.app_version or ""
+    resource = (
+        ["json"] if endpoint.request_id is None else ["json", str(endpoint.request_id)]
+    )
+    remote = kp1_topic(app, "dcx", endpoint.token, *resource)
+    local = endpoint.local
+    qos = bridge.qos
+    note = f"endpoint {endpoint.token}: telemetry up, Kaa's replies down"
+
+    lines = [TopicLine("", "out", qos, local, remote, note)]
+    if endpoint.request_id is not None:
+        lines.append(
+            TopicLine("", "in", qos, f"{local}/status", f"{remote}/status", note)
+        )
+    lines.append(TopicLine("", "in", qos, f"{local}/error", f"{remote}/error", note))
+    return lines
+
+
+def rule_line(rule: TopicRule) -> TopicLine:
+    return TopicLine(
+        rule.pattern,
+        rule.direction,
+        rule.qos,
+        rule.local_prefix,
+        rule.remote_prefix,
+        "topic rules",
+    )
