@@ -15,6 +15,7 @@ from dataclasses import dataclass
 class Diagnosis:
     reason: str  # what went wrong, for the user
     line: str  # the log line it was read from
+    specific: bool  # False: the log says only that something failed
 
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -59,6 +60,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"unable to resolve|no address associated)",
             "the remote's host name does not resolve ({0})",
         ),
+        # From here on the log names no cause, only that an attempt failed.
         (
             r"error creating bridge: (.+)",
             "could not connect to the remote: {0}",
@@ -71,12 +73,28 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-def diagnose(lines: list[str]) -> Diagnosis | None:
-    """The newest explained failure in these log lines, if any."""
-    for line in reversed(lines):
-        for pattern, reason in _RULES:
+_FIRST_VAGUE = next(
+    i
+    for i, (pattern, _) in enumerate(_RULES)
+    if "creating bridge: (" in pattern.pattern
+)
+
+
+def diagnose(lines: list[str], window: int = 60) -> Diagnosis | None:
+    """The most telling failure among the last `window` log lines, if any.
+
+    One failed attempt logs a precise line (an OpenSSL error) and then a
+    vague one ("Error creating bridge: Protocol error"); the precise one
+    wins, and among equals the newest.
+    """
+    best: tuple[int, Diagnosis] | None = None
+    for line in reversed(lines[-window:]):
+        for rank, (pattern, reason) in enumerate(_RULES):
             found = pattern.search(line)
-            if found:
+            if found is None:
+                continue
+            if best is None or rank < best[0]:
                 text = reason.format(*(g.strip(" .") for g in found.groups()))
-                return Diagnosis(text, line.strip())
-    return None
+                best = (rank, Diagnosis(text, line.strip(), rank < _FIRST_VAGUE))
+            break
+    return best[1] if best else None

@@ -21,6 +21,7 @@ import docker.errors
 from docker.types import Mount
 
 from bridge_gen import plan as plans
+from bridge_gen import probe
 from bridge_gen.brokerlog import diagnose
 from bridge_gen.errors import (
     BridgeNotConnected,
@@ -28,7 +29,7 @@ from bridge_gen.errors import (
     DockerUnavailable,
     NotDeployed,
 )
-from bridge_gen.plan import GatewayPlan
+from bridge_gen.plan import BridgePlan, GatewayPlan
 from bridge_gen.render import RenderedFile
 
 HASH_LABEL = f"{plans.LABEL_PREFIX}.config-hash"
@@ -64,11 +65,22 @@ def engine() -> docker.DockerClient:
         client.ping()
     except docker.errors.DockerException as exc:
         raise DockerUnavailable(
-            f"cannot reach the Docker engine at {where} ({_short(exc)}); start"
-            " it (e.g. `sudo systemctl start docker`) or point DOCKER_HOST at"
-            " one"
+            f"cannot reach the Docker engine at {where} ({_why_unreachable(exc)});"
+            " start it (e.g. `sudo systemctl start docker`) or point DOCKER_HOST"
+            " at one"
         ) from None
     return client
+
+
+def _why_unreachable(exc: Exception) -> str:
+    text = str(exc)
+    if "No such file" in text:
+        return "no such socket"
+    if "Permission denied" in text:
+        return "permission denied: run as root or join the docker group"
+    if "Connection refused" in text:
+        return "connection refused"
+    return _short(exc)
 
 
 @contextmanager
@@ -286,14 +298,25 @@ def wait_connected(
     deadline = time.monotonic() + timeout
     while True:
         container.reload()
-        if container.status in ("exited", "dead"):
+        # A broker that dies at start is restarted by the policy; waiting
+        # out the timeout would only delay the same answer.
+        restarts = container.attrs.get("RestartCount", 0)
+        if container.status in ("exited", "dead", "restarting") or restarts:
             raise BridgeNotConnected(_stopped_message(container))
         states = bridge_states(container, plan) if container.status == "running" else {}
         waiting = [b.name for b in plan.bridges if not states.get(b.remote_clientid)]
         if not waiting:
             return
         if time.monotonic() > deadline:
-            raise BridgeNotConnected(_not_connected_message(container, waiting))
+            lines = log_lines(container)
+            raise BridgeNotConnected(
+                "\n".join(
+                    f"bridge {b.name} did not connect within {timeout:g} s:"
+                    f" {explain(lines, b)} (see `bridge-gen logs`)"
+                    for b in plan.bridges
+                    if b.name in waiting
+                )
+            )
         time.sleep(0.5)
 
 
@@ -301,14 +324,29 @@ def _stopped_message(container) -> str:
     lines = log_lines(container)
     found = diagnose(lines)
     why = found.reason if found else "; ".join(lines[-3:]) or "no log output"
-    return f"the container {container.name} stopped: {why}"
+    return f"the broker in container {container.name} stopped: {why}"
 
 
-def _not_connected_message(container, waiting: list[str]) -> str:
-    found = diagnose(log_lines(container))
-    why = found.reason if found else "no error in the broker log yet"
-    names = ", ".join(waiting)
-    return f"bridge {names} did not connect: {why} (see `bridge-gen logs`)"
+def explain(lines: list[str], bridge: BridgePlan) -> str:
+    """Why a bridge is down: from the log when it says, else by probing."""
+    found = diagnose(lines)
+    if found and found.specific:
+        return found.reason
+
+    host, _, port = bridge.addresses[0].rpartition(":")
+    tls = None
+    if bridge.ca:
+        tls = probe.Tls(
+            bridge.ca.host_path,
+            bridge.cert.host_path if bridge.cert else None,
+            bridge.key.host_path if bridge.key else None,
+        )
+    probed = probe.probe(host, int(port), tls)
+    if probed:
+        return probed
+    if found:
+        return found.reason
+    return "the remote accepts connections from here; the bridge has not yet"
 
 
 def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
@@ -318,11 +356,11 @@ def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
     attrs = container.attrs.get("State", {})
     running = container.status == "running"
     states = bridge_states(container, plan) if running else {}
-    found = diagnose(log_lines(container))
+    lines = log_lines(container)
     bridges = []
     for bridge in plan.bridges:
         connected = states.get(bridge.remote_clientid) if running else None
-        reason = None if connected or found is None else found.reason
+        reason = None if connected else explain(lines, bridge)
         bridges.append(BridgeState(bridge.name, connected, reason))
     return Status(
         gateway=plan.gateway,

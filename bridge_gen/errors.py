@@ -39,7 +39,7 @@ class BridgeGenError(Exception):
     exit_code = EXIT_FAILED
 
     def lines(self) -> list[str]:
-        return [str(self)]
+        return str(self).splitlines() or [type(self).__name__]
 
 
 class SpecError(BridgeGenError):

@@ -76,11 +76,12 @@ def new_ca(
     name = _name(common_name)
     start, end = _validity(valid_days, not_before, not_after)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    # path_length=0: this CA signs leaves, never another CA.
+    basic = x509.BasicConstraints(ca=True, path_length=0)
 
     builder = (
         _base_builder(name, name, key, start, end)
-        # path_length=0: this CA signs leaves, never another CA.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+        .add_extension(basic, critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
     )
@@ -110,10 +111,11 @@ def issue_cert(
     aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     eku = x509.ExtendedKeyUsage([_EKU[usage]])
+    basic = x509.BasicConstraints(ca=False, path_length=None)
 
     builder = (
         _base_builder(_name(common_name), ca.cert.subject, key, start, end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(basic, critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(eku, critical=False)
         .add_extension(aki, critical=False)

@@ -40,3 +40,29 @@ def standin_broker(
         tmp_path / "standin", throwaway_pki, mosquitto=mosquitto_bin
     ) as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client of the running Docker engine with the base image present.
+
+    Skips without an engine, but fails when CI=true: CI must run the tier
+    that proves the bridge really works.
+    """
+    import docker
+
+    def unavailable(why: str):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}, and CI=true (scripts/test starts one)")
+        pytest.skip(why)
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException:
+        unavailable("no Docker engine answers")
+    try:
+        client.images.get("eclipse-mosquitto:2.0")
+    except docker.errors.ImageNotFound:
+        unavailable("eclipse-mosquitto:2.0 is not here (scripts/build-base-image)")
+    return client
