@@ -306,6 +306,38 @@ def down(
         output.say(line)
 
 
+@app.command()
+@boundary
+def demo(
+    docker: Annotated[
+        bool | None,
+        typer.Option(
+            "--docker/--local",
+            help="Run the bridge in Docker, or with the local mosquitto binary;"
+            " by default Docker when an engine answers.",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="Work in this folder and keep it (certificates, spec)."),
+    ] = None,
+) -> None:
+    """Run a whole gateway here against a local stand-in for Kaa.
+
+    Makes throwaway certificates, starts a TLS broker on 127.0.0.1 that
+    demands client certificates, brings up a bridge from an embedded spec,
+    publishes telemetry as a device would and shows it arriving on its kp1
+    topics, carries a reply back, and tears everything down. Needs the
+    mosquitto binary; no account and no network beyond this machine.
+    """
+    from bridge_gen import demo as demos
+
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    demos.run(output.say, use_docker=docker, keep=keep)
+
+
 def main() -> None:
     """Entry point of the `bridge-gen` command."""
     try:

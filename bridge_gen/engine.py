@@ -191,6 +191,15 @@ def _ensure_image(client, plan, files, wanted: str, on_progress: Progress) -> st
     return tag
 
 
+def has_image(client: docker.DockerClient, name: str) -> bool:
+    with _engine_errors("inspect images"):
+        try:
+            client.images.get(name)
+        except docker.errors.ImageNotFound:
+            return False
+    return True
+
+
 def _ensure_base(client, base: str, on_progress: Progress) -> str:
     """The id of the base image, pulled first when it is not here."""
     try:

@@ -4,7 +4,8 @@ Each check returns the value unchanged or raises ValueError with a message
 that is shown to the user as it is, after the file, line and field path.
 mosquitto.conf has no quoting (a value runs to the end of its line) and no
 escape for spaces in topic lines, so these checks are what keeps a spec
-value from becoming a directive of its own.
+value from becoming a directive of its own. Every pattern is matched with
+`fullmatch`: `$` in a Python pattern also matches before a final newline.
 """
 
 from __future__ import annotations
@@ -12,49 +13,96 @@ from __future__ import annotations
 import ipaddress
 import re
 
+# C0, DEL, C1 (NEL among them) and the Unicode line separators: each either
+# ends a line for some reader of our files (mosquitto, YAML, Python) or has
+# no business in a name, topic or path.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+# Lone surrogates cannot be written as UTF-8 at all; noncharacters are
+# refused by mosquitto's UTF-8 check and by YAML readers.
+_NONCHARS = "".join(chr(p) + chr(p + 1) for p in range(0xFFFE, 0x110000, 0x10000))
+_NOT_A_CHAR = re.compile(f"[\ud800-\udfff\ufdd0-\ufdef{_NONCHARS}]")
+
+# Shared with the JSON Schema (spec.py) so editors check what we check.
+APP_VERSION = r"[a-z0-9_-]+"
+# Docker image path components allow `_`, `__` or runs of `-` between
+# lowercase letters and digits; compose project names allow no dots.
+GATEWAY = r"[a-z0-9]+(?:(?:__?|-+)[a-z0-9]+)*"
+BRIDGE = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+CLIENT_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+GATEWAY_MAX = 63
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_NUMERIC_HOST = re.compile(r"[0-9.]+")
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?/)"
 )
-_APP_VERSION = re.compile(r"^[a-z0-9_-]+$")
-_GATEWAY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_BRIDGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_MAX_TOPIC_BYTES = 65535
+_IMAGE = re.compile(
+    rf"{_REGISTRY}?{_IMAGE_PART}(?:/{_IMAGE_PART})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
+
+MAX_TOPIC_BYTES = 65535
+_MAX_PATH_BYTES = 4095
+_MAX_NAME_BYTES = 255
+_SHOWN = 60
 
 
-def no_control(value: str) -> str:
-    """Refuse line breaks and other control characters anywhere."""
+def shown(value: object) -> str:
+    """A user's value inside a message: quoted, escaped, never too long."""
+    text = str(value)
+    if len(text) > _SHOWN:
+        return repr(text[: _SHOWN - 3]) + "..."
+    return repr(text)
+
+
+def text(value: str) -> str:
+    """Any string we write: no line breaks, controls or non-characters."""
     found = _CONTROL.search(value)
+    if found and found.group() in _LINE_BREAKS:
+        raise ValueError(
+            f"may not contain a line break ({found.group()!r}): it would start"
+            " a new line in the rendered files"
+        )
+    if found:
+        raise ValueError(f"may not contain the control character {found.group()!r}")
+    found = _NOT_A_CHAR.search(value)
     if found:
         raise ValueError(
-            f"may not contain the control character {found.group()!r}"
-            " (a line break would start a new mosquitto.conf directive)"
+            f"may not contain U+{ord(found.group()):04X}, which is not a"
+            " character (it cannot be written as valid UTF-8 text)"
         )
     return value
 
 
 def single_line(value: str) -> str:
     """A value mosquitto reads to the end of its line: no edge spaces."""
-    no_control(value)
+    text(value)
     if value != value.strip():
-        raise ValueError("may not start or end with spaces (mosquitto trims them)")
+        raise ValueError("may not start or end with whitespace (mosquitto trims it)")
     return value
 
 
 def _topic_text(value: str, what: str) -> str:
-    no_control(value)
+    text(value)
+    if value == '""':
+        raise ValueError(
+            'may not be the two characters "" (mosquitto reads that as an empty'
+            f" {what})"
+        )
     if " " in value:
         raise ValueError(
             f"a {what} may not contain spaces (mosquitto 2.0 topic lines cannot"
             " express them)"
         )
-    if len(value.encode("utf-8", "surrogatepass")) > _MAX_TOPIC_BYTES:
-        raise ValueError(f"a {what} may be at most {_MAX_TOPIC_BYTES} bytes")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"a {what} must be valid UTF-8") from None
+    if len(value.encode("utf-8")) > MAX_TOPIC_BYTES:
+        raise ValueError(f"a {what} may be at most {MAX_TOPIC_BYTES} bytes")
     return value
 
 
@@ -96,68 +144,129 @@ def topic_prefix(value: str) -> str:
 
 
 def kaa_token(value: str) -> str:
-    """A Kaa endpoint token: non-empty, none of `+ # / .`, no spaces."""
+    """A Kaa endpoint token: non-empty, none of `+ # / .`, no whitespace."""
     if not value:
         raise ValueError("may not be empty")
-    no_control(value)
+    text(value)
     for char in "+#/.":
         if char in value:
             raise ValueError(f"may not contain '{char}'")
     if any(c.isspace() for c in value):
-        raise ValueError("may not contain spaces")
+        raise ValueError("may not contain spaces or other whitespace")
+    if len(value.encode("utf-8")) > MAX_TOPIC_BYTES:
+        raise ValueError(f"may be at most {MAX_TOPIC_BYTES} bytes")
     return value
 
 
 def app_version(value: str) -> str:
     """A Kaa application version name: lowercase letters, digits, - and _."""
-    if not _APP_VERSION.match(value):
+    if not re.fullmatch(APP_VERSION, value):
         raise ValueError(
-            f"{value!r} is not a Kaa application version name: use lowercase"
+            f"{shown(value)} is not a Kaa application version name: use lowercase"
             " letters, digits, '-' and '_' (e.g. my-app-v1)"
         )
     return value
 
 
 def gateway_name(value: str) -> str:
-    """Names the image, container and volumes, so Docker's rules apply."""
-    if not _GATEWAY.match(value):
+    """Names the image, container, volume and compose project."""
+    if len(value) > GATEWAY_MAX or not re.fullmatch(GATEWAY, value):
         raise ValueError(
-            f"{value!r} is not a gateway name: start with a lowercase letter or"
-            " digit, then lowercase letters, digits, '-' or '_', 63 at most"
+            f"{shown(value)} is not a gateway name: use lowercase letters and"
+            " digits joined by '-' or '_' (e.g. plant-a), at most"
+            f" {GATEWAY_MAX}; it names Docker images, containers and volumes"
         )
     return value
 
 
 def bridge_name(value: str) -> str:
-    """A mosquitto connection name, also part of client ids."""
-    if not _BRIDGE.match(value):
+    """A mosquitto connection name, also part of paths and client ids."""
+    if not re.fullmatch(BRIDGE, value):
         raise ValueError(
-            f"{value!r} is not a bridge name: start with a letter or digit, then"
-            " letters, digits, '-' or '_', 64 at most"
+            f"{shown(value)} is not a bridge name: start with a letter or digit,"
+            " then letters, digits, '-' or '_', 64 at most"
+        )
+    return value
+
+
+def client_id(value: str) -> str:
+    """An MQTT client id; bridge-gen reads `$SYS/.../<id>/state` by it."""
+    if not re.fullmatch(CLIENT_ID, value):
+        raise ValueError(
+            f"{shown(value)} is not a client id: start with a letter or digit,"
+            " then letters, digits, '.', '-' or '_', 128 at most"
         )
     return value
 
 
 def host(value: str) -> str:
     """A DNS name or an IPv4 address, as mosquitto's `address` takes it."""
-    no_control(value)
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        ip = None
-    if ip is not None and ip.version == 6:
-        raise ValueError("IPv6 addresses are not supported; use a DNS name")
-    if ip is None and not _HOSTNAME.match(value):
-        raise ValueError(f"{value!r} is not a host name or IPv4 address")
+    text(value)
+    if ":" in value:
+        raise ValueError(
+            f"{shown(value)}: IPv6 addresses are not supported; use a DNS name"
+        )
+    if _NUMERIC_HOST.fullmatch(value):
+        # All digits and dots is never a host name: it must be an address.
+        return ipv4(value)
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not a host name or IPv4 address")
     return value
 
 
-def host_port(value: str) -> tuple[str, int]:
-    """Split `host:port` and check both halves."""
-    no_control(value)
+def ipv4(value: str) -> str:
+    """An IPv4 address in dotted decimal, as Docker publishes ports on."""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(
+            f"{shown(value)} is not an IPv4 address (e.g. 127.0.0.1 or 0.0.0.0)"
+        ) from None
+    return value
+
+
+def host_port(value: str) -> str:
+    """`host:port`, both halves checked; returns the value as written."""
+    text(value)
     name, sep, port_text = value.rpartition(":")
     if not sep or not name:
-        raise ValueError(f"{value!r} must be host:port, e.g. mqtt.example.com:8883")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"the port in {value!r} must be a number from 1 to 65535")
-    return host(name), int(port_text)
+        raise ValueError(
+            f"{shown(value)} must be host:port, e.g. mqtt.example.com:8883"
+        )
+    port_ok = _PORT.fullmatch(port_text) and int(port_text) <= 65535
+    if not port_ok:
+        raise ValueError(
+            f"the port in {shown(value)} must be a number from 1 to 65535,"
+            " without leading zeros"
+        )
+    host(name)
+    return value
+
+
+def file_path(value: str) -> str:
+    """A path to a certificate or key: one line, a real path's length."""
+    if not value:
+        raise ValueError("may not be empty")
+    single_line(value)
+    if "$" in value:
+        raise ValueError(
+            "may not contain '$': docker compose would read it as a variable"
+        )
+    encoded = value.encode("utf-8")
+    if len(encoded) > _MAX_PATH_BYTES:
+        raise ValueError(f"is longer than a path may be ({_MAX_PATH_BYTES} bytes)")
+    if any(len(part) > _MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise ValueError(
+            f"has a file or folder name longer than {_MAX_NAME_BYTES} bytes"
+        )
+    return value
+
+
+def image_ref(value: str) -> str:
+    """A Docker image reference for `FROM`: name, optional tag and digest."""
+    if len(value) > 255 or not _IMAGE.fullmatch(value):
+        raise ValueError(
+            f"{shown(value)} is not a Docker image reference (e.g."
+            " eclipse-mosquitto:2.0 or registry.local:5000/mosquitto:2.0.20)"
+        )
+    return value

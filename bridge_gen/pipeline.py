@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bridge_gen import lint, spec
 from bridge_gen.errors import Problem, SpecError
-from bridge_gen.plan import GatewayPlan, plan
+from bridge_gen.plan import CONTAINER, GatewayPlan, Layout, plan
 from bridge_gen.render import RenderedFile, render
 
 
@@ -25,7 +25,11 @@ class Prepared:
 
 
 def prepare(
-    spec_path: Path, *, files_required: bool, network: str | None = None
+    spec_path: Path,
+    *,
+    files_required: bool,
+    network: str | None = None,
+    layout: Layout = CONTAINER,
 ) -> Prepared:
     """Load, check and plan a spec; raises SpecError listing every problem."""
     model, located = spec.load(spec_path)
@@ -33,7 +37,7 @@ def prepare(
     if findings.errors:
         raise SpecError(findings.errors)
 
-    gateway = plan(model, spec_path.resolve().parent, network=network)
+    gateway = plan(model, spec_path.resolve().parent, network=network, layout=layout)
     return Prepared(
         spec=model,
         plan=gateway,

@@ -35,17 +35,23 @@ class Layout:
     socket: str
     data_dir: str
     certs_dir: str | None  # None: read certificates where they lie on the host
+    run_as: str | None = None  # a `user` directive, for brokers started as root
 
 
 CONTAINER = Layout(socket=SOCKET, data_dir=DATA_DIR, certs_dir=CERTS_DIR)
 
 
-def host_layout(run_dir: Path) -> Layout:
-    """For running the rendered config with a mosquitto binary on this host."""
+def host_layout(run_dir: Path, run_as: str | None = None) -> Layout:
+    """For running the rendered config with a mosquitto binary on this host.
+
+    Started as root, mosquitto switches to the user `mosquitto`, who cannot
+    read keys that are 0600; `run_as` keeps the broker as the given user.
+    """
     return Layout(
         socket=str(run_dir / "local.sock"),
         data_dir=str(run_dir / "data"),
         certs_dir=None,
+        run_as=run_as,
     )
 
 

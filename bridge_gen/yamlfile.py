@@ -3,14 +3,22 @@
 PyYAML's own constructors apply YAML 1.1 typing (`on` becomes True, `0123`
 becomes 83, `1.10` becomes 1.1) and keep the last of two duplicate keys.
 Both silently change what the user wrote, so this module builds the data
-from the composed node tree itself: every scalar stays the text that was
-written (only a plain `null`, `~` or empty value becomes None), duplicate
-keys are errors, and the pydantic models do the typing with the original
-text in hand.
+from the parser's event stream itself: every scalar stays the text that
+was written (only a plain `null`, `~` or empty value becomes None),
+duplicate keys are errors, and the pydantic models do the typing with the
+original text in hand.
+
+Events rather than PyYAML's composed node tree, because the limits must
+hold while parsing, not after: libyaml's composer recurses in C (deep
+nesting crashes the process) and aliases would be expanded node by node
+(a few hundred bytes of "billion laughs" take seconds and gigabytes). Here
+an alias reuses the anchored value and adds its size to the count, and the
+nesting depth is checked as each collection opens.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,36 +32,56 @@ try:  # The C parser is many times faster on large inventories.
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-MAX_BYTES = 32 * 1024 * 1024
-MAX_NODES = 2_000_000
+# A spec of 20,000 endpoints is about 2 MB and 200,000 values; larger input
+# is a mistake or an attack, and is refused before it costs time or memory.
+MAX_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000
 MAX_DEPTH = 64
 
-_NULL_TAG = "tag:yaml.org,2002:null"
 _STD_TAGS = "tag:yaml.org,2002:"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_NULLS = ("", "~", "null", "Null", "NULL")
+_MERGE = "<<"
+# What YAML allows in a stream; anything else is named with its position
+# here rather than left to the parser's byte offsets.
+_NOT_YAML = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 Path_ = tuple[str | int, ...]
 
 
 @dataclass
 class Located:
-    """Plain data from a YAML file and the line/column of each path in it."""
+    """Plain data from a YAML file and the line/column of each path in it.
+
+    `problems` holds what is wrong but did not stop the loading (a duplicate
+    key, an unsupported tag), so they can be reported with the rest.
+    """
 
     file: str
     data: Any
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    nulls: dict[Path_, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int] | None:
-        """The 1-based line and column of a path, or of its nearest parent."""
-        table = self.keys if key else self.values
+        """The 1-based line and column of a path, or of its nearest parent.
+
+        `key` prefers the position of the key over that of its value (an
+        unknown or duplicate key); list items have only a value position.
+        """
+        tables = (self.keys, self.values) if key else (self.values, self.keys)
         probe = tuple(path)
-        while probe:
-            if probe in table:
-                return table[probe]
-            if not key and probe in self.keys:
-                return self.keys[probe]
+        while True:
+            for table in tables:
+                if probe in table:
+                    return table[probe]
+            if not probe:
+                return None
             probe = probe[:-1]
-        return self.values.get((), None)
 
     def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem:
         spot = self.where(path, key=key)
@@ -62,118 +90,280 @@ class Located:
 
 
 def dotted(path: Path_) -> str:
-    """`bridges[0].endpoints[3].token` from a path tuple."""
+    """`bridges[0].endpoints[3].token` from a path tuple.
+
+    A key that is not a plain name (an unknown key with a space or a line
+    break in it) is shown quoted, so a field path is always one line.
+    """
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            out += f"[{part!r}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{part}" if out else part
     return out
 
 
-def load_file(path: Path, display: str | None = None) -> Located:
-    """Read and parse one spec file; every failure is a SpecError."""
+def load_file(path: Path, display: str | None = None, *, lenient: bool = False) -> Located:
+    """Read and parse one spec file; every failure is a SpecError.
+
+    With `lenient`, problems that leave the data usable are returned in
+    `Located.problems` instead of raised, for the caller to report along
+    with its own.
+    """
     name = display or str(path)
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise _fail(name, f"the file is {size} bytes; the limit is {MAX_BYTES}")
-        raw = path.read_bytes()
+            raise _fail(name, _too_large(size))
+        # Bounded even when stat lies (a pipe, a device, a growing file).
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise _fail(name, "no such file") from None
     except IsADirectoryError:
         raise _fail(name, "is a directory, not a spec file") from None
     except OSError as exc:
         raise _fail(name, f"cannot read: {exc.strerror}") from None
-    return load_bytes(raw, name)
+    if len(raw) > MAX_BYTES:
+        raise _fail(name, _too_large(None))
+    return load_bytes(raw, name, lenient=lenient)
 
 
-def load_bytes(raw: bytes, name: str) -> Located:
+def load_bytes(raw: bytes, name: str, *, lenient: bool = False) -> Located:
     """Parse spec text given as bytes (UTF-8, with or without a BOM)."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _fail(name, f"is not UTF-8 text (byte {exc.start})") from None
+    if len(raw) > MAX_BYTES:
+        raise _fail(name, _too_large(len(raw)))
+    text = _decode(raw, name)
 
+    bad = _NOT_YAML.search(text)
+    if bad:
+        line, column = _position(text, bad.start())
+        raise SpecError(
+            [
+                Problem(
+                    name,
+                    line,
+                    column,
+                    "",
+                    f"the character {bad.group()!r} is not allowed in YAML;"
+                    ' write it as an escape inside double quotes (e.g. "\\t")',
+                )
+            ]
+        )
+
+    builder = _Builder(name)
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        builder.run(text)
     except yaml.MarkedYAMLError as exc:
         raise SpecError([_yaml_problem(name, text, exc)]) from None
     except yaml.YAMLError as exc:
-        raise _fail(name, f"is not valid YAML: {exc}") from None
+        raise _fail(name, f"is not valid YAML: {_one_line(str(exc))}") from None
 
-    if root is None:
-        raise _fail(name, "the file is empty; a spec starts with `version: 1`")
-    if not isinstance(root, yaml.MappingNode):
-        raise SpecError([_at(name, root, (), "the top level must be a mapping")])
-
-    located = Located(name, None)
-    builder = _Builder(located)
-    located.data = builder.build(root, (), 0)
-    if builder.problems:
-        raise SpecError(builder.problems)
+    located = builder.located
+    if located.problems and not lenient:
+        raise SpecError(located.problems)
     return located
 
 
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        byte = raw[exc.start]
+        raise SpecError(
+            [Problem(name, line, column, "", f"is not UTF-8 text (byte 0x{byte:02x})")]
+        ) from None
+
+
+@dataclass
+class _Open:
+    """A mapping or sequence whose end event has not come yet."""
+
+    path: Path_
+    value: Any
+    anchor: str | None
+    first_count: int
+    key: str | None = None  # mappings: the key whose value comes next
+    expect_key: bool = True
+    drop_value: bool = False  # the next value belongs to a refused key
+
+
 class _Builder:
-    """Turns composed nodes into dicts, lists and strings, recording marks."""
+    """Turns parser events into dicts, lists and strings, recording marks."""
 
-    def __init__(self, located: Located):
-        self.located = located
-        self.problems: list[Problem] = []
+    def __init__(self, name: str):
+        self.located = Located(name, None)
         self.count = 0
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.open_anchors: set[str] = set()
+        self.documents = 0
+        self.done = False
 
-    def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
-        self.count += 1
+    def run(self, text: str) -> None:
+        loader = _Loader(text)
+        try:
+            while loader.check_event():
+                self.feed(loader.get_event())
+        finally:
+            loader.dispose()
+        if self.documents == 0 or self.located.data is None:
+            raise _fail(self.located.file, _EMPTY)
+
+    def feed(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise self._fatal(event, (), _SECOND_DOCUMENT)
+        elif isinstance(event, yaml.ScalarEvent):
+            self._scalar(event)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            self._start(event)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            self._end()
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+
+    # Where the next value goes, and whether it is a mapping key.
+
+    def _next_path(self) -> Path_:
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            return (*top.path, len(top.value))
+        return (*top.path, top.key if top.key is not None else "?")
+
+    def _is_key(self) -> bool:
+        return bool(self.stack) and isinstance(self.stack[-1].value, dict) and (
+            self.stack[-1].expect_key
+        )
+
+    def _grow(self, event: yaml.Event, path: Path_, size: int) -> None:
+        self.count += size
         if self.count > MAX_NODES:
-            raise SpecError([_at(self.located.file, node, path, _TOO_BIG)])
-        if depth > MAX_DEPTH:
-            raise SpecError([_at(self.located.file, node, path, _TOO_DEEP)])
-        mark = node.start_mark
+            raise self._fatal(event, path, _TOO_BIG)
+
+    def _scalar(self, event: yaml.ScalarEvent) -> None:
+        if self._is_key():
+            self._key(event, event.value)
+            return
+        path = self._next_path()
+        self._grow(event, path, 1)
+        self._mark(event, path)
+        value = self._scalar_value(event, path)
+        self._finish(value, event.anchor, 1)
+
+    def _scalar_value(self, event: yaml.ScalarEvent, path: Path_) -> Any:
+        tag = event.tag
+        plain = not event.style
+        if tag == _NULL_TAG or (tag is None and plain and event.value in _NULLS):
+            self.located.nulls[path] = event.value
+            return None
+        if tag not in (None, "!") and not tag.startswith(_STD_TAGS):
+            self._report(event, path, f"the tag {tag} is not supported")
+            return None
+        return event.value
+
+    def _start(self, event: yaml.CollectionStartEvent) -> None:
+        if self._is_key():
+            # Keep parsing the key's content, then refuse it and its value.
+            self._report(event, self._next_path(), "a key must be a plain string")
+            self.stack[-1].drop_value = True
+            self.stack[-1].expect_key = False
+        path = self._next_path()
+        if len(self.stack) >= MAX_DEPTH:
+            raise self._fatal(event, path, _TOO_DEEP)
+        self._grow(event, path, 1)
+        self._mark(event, path)
+        tag = event.tag
+        if tag is not None and tag != "!" and not tag.startswith(_STD_TAGS):
+            self._report(event, path, f"the tag {tag} is not supported")
+        empty: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
+        self.stack.append(_Open(path, empty, event.anchor, self.count - 1))
+        if event.anchor:
+            self.open_anchors.add(event.anchor)
+
+    def _end(self) -> None:
+        done = self.stack.pop()
+        if done.anchor:
+            self.open_anchors.discard(done.anchor)
+        self._finish(done.value, done.anchor, self.count - done.first_count)
+
+    def _alias(self, event: yaml.AliasEvent) -> None:
+        path = self._next_path()
+        if self._is_key():
+            self._report(event, path, "a key must be a plain string, not an alias")
+            self.stack[-1].drop_value = True
+            self.stack[-1].expect_key = False
+            return
+        self._mark(event, path)
+        name = event.anchor
+        if name in self.open_anchors:
+            self._report(event, path, f"the alias *{name} refers to itself")
+            self._finish(None, None, 1)
+        elif name not in self.anchors:
+            self._report(event, path, f"the alias *{name} has no anchor &{name} above")
+            self._finish(None, None, 1)
+        else:
+            # The anchored value is shared, not copied: memory stays bounded
+            # while the count still grows by everything the alias stands for.
+            value, size = self.anchors[name]
+            self._grow(event, path, size)
+            self._finish(value, None, 0)
+
+    def _key(self, event: yaml.ScalarEvent, key: str) -> None:
+        top = self.stack[-1]
+        child = (*top.path, key)
+        top.expect_key = False
+        top.key = key
+        if key == _MERGE and not event.style:
+            self._report(event, child, _NO_MERGE)
+            top.drop_value = True
+        elif key in top.value:
+            first = self.located.keys[child][0]
+            self._report(event, child, f"duplicate key (first given on line {first})")
+            top.drop_value = True
+        else:
+            mark = event.start_mark
+            self.located.keys[child] = (mark.line + 1, mark.column + 1)
+
+    def _finish(self, value: Any, anchor: str | None, size: int) -> None:
+        if anchor:
+            self.anchors[anchor] = (value, size)
+        if not self.stack:
+            self.located.data = value
+            return
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            top.value.append(value)
+            return
+        if not top.drop_value:
+            top.value[top.key] = value
+        top.key = None
+        top.drop_value = False
+        top.expect_key = True
+
+    def _mark(self, event: yaml.Event, path: Path_) -> None:
+        mark = event.start_mark
         self.located.values.setdefault(path, (mark.line + 1, mark.column + 1))
 
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            return [
-                self.build(item, (*path, i), depth + 1)
-                for i, item in enumerate(node.value)
-            ]
-        return self._scalar(node, path)
+    def _report(self, event: yaml.Event, path: Path_, message: str) -> None:
+        self.located.problems.append(_at(self.located.file, event, path, message))
 
-    def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> Any:
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                self._report(key_node, path, "a key must be a plain string")
-                continue
-            key = str(key_node.value)
-            child = (*path, key)
-            if key in out:
-                first = self.located.keys[child][0]
-                self._report(
-                    key_node, child, f"duplicate key (first given on line {first})"
-                )
-                continue
-            mark = key_node.start_mark
-            self.located.keys[child] = (mark.line + 1, mark.column + 1)
-            out[key] = self.build(value_node, child, depth + 1)
-        return out
-
-    def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
-        tag = node.tag or ""
-        if not tag.startswith(_STD_TAGS):
-            self._report(node, path, f"the tag {tag} is not supported")
-            return None
-        if tag == _NULL_TAG and not node.style:
-            return None
-        return node.value
-
-    def _report(self, node: yaml.Node, path: Path_, message: str) -> None:
-        self.problems.append(_at(self.located.file, node, path, message))
+    def _fatal(self, event: yaml.Event, path: Path_, message: str) -> SpecError:
+        return SpecError([_at(self.located.file, event, path, message)])
 
 
+_EMPTY = "the file is empty; a spec starts with `version: 1`"
+_SECOND_DOCUMENT = "a spec is one YAML document; a second one starts here"
+_NO_MERGE = "merge keys (`<<`) are not supported; write the keys out"
 _TOO_BIG = (
     f"the document expands to more than {MAX_NODES} values "
     "(aliases that multiply?); refusing to load it"
@@ -181,9 +371,20 @@ _TOO_BIG = (
 _TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels; refusing to load it"
 
 
-def _at(name: str, node: yaml.Node, path: Path_, message: str) -> Problem:
-    mark = node.start_mark
+def _too_large(size: int | None) -> str:
+    actual = f"the file is {size} bytes" if size is not None else "the file is larger"
+    return f"{actual}; the limit for a spec is {MAX_BYTES} bytes"
+
+
+def _at(name: str, event: yaml.Event, path: Path_, message: str) -> Problem:
+    mark = event.start_mark
     return Problem(name, mark.line + 1, mark.column + 1, dotted(path), message)
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    line = before.count("\n") + 1
+    return line, index - (before.rfind("\n") + 1) + 1
 
 
 def _yaml_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
@@ -191,6 +392,7 @@ def _yaml_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     what = exc.problem or "is not valid YAML"
     if exc.context:
         what = f"{exc.context}, {what}"
+    what = _one_line(what)
     if mark is None:
         return Problem(name, None, None, "", f"YAML syntax: {what}")
 
@@ -199,6 +401,10 @@ def _yaml_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     if "\t" in line[: mark.column + 1]:
         what = "a tab character; indent with spaces (YAML does not allow tabs)"
     return Problem(name, mark.line + 1, mark.column + 1, "", f"YAML syntax: {what}")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 def _fail(name: str, message: str) -> SpecError:

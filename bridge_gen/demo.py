@@ -1,0 +1,260 @@
+"""The demo: a whole gateway on this machine, no cloud account needed.
+
+A throwaway CA and certificates, a local TLS broker that demands client
+certificates standing in for Kaa, a bridge rendered from the embedded
+spec and brought up (in Docker when an engine answers, else with the
+local mosquitto binary), telemetry published by a pretend device and
+watched arriving on its kp1 topics, a reply carried back, then everything
+torn down. All traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bridge_gen import pipeline, render
+from bridge_gen.errors import BridgeGenError, BridgeNotConnected
+from bridge_gen.pki import make_throwaway_pki
+from bridge_gen.plan import host_layout
+from bridge_gen.standin import StandInBroker, find_mosquitto, free_port, tls_client
+
+Say = Callable[[str], None]
+BASE_IMAGE = "eclipse-mosquitto:2.0"
+
+SPEC = """\
+# The demo gateway: two devices, each a Kaa endpoint, over mutual TLS to a
+# local stand-in for Kaa. Written by `bridge-gen demo`.
+version: 1
+gateway: demo
+local:
+  port: {local_port}
+  bind: 127.0.0.1
+bridges:
+  - name: kaa
+    address: 127.0.0.1:{cloud_port}
+    tls:
+      ca: certs/ca.crt
+      cert: certs/client.crt
+      key: certs/client.key
+    app_version: demo-app-v1
+    endpoints:
+      - local: devices/thermo-1
+        token: thermo-1-token
+        request_id: 42
+      - local: devices/meter-2
+        token: meter-2-token
+"""
+
+SAMPLES = (
+    ("devices/thermo-1", {"temperature": 21.5, "humidity": 40}),
+    ("devices/meter-2", {"energy_kwh": 1042.7}),
+    ("devices/thermo-1", {"temperature": 21.7, "humidity": 41}),
+)
+
+
+def run(say: Say, *, use_docker: bool | None, keep: Path | None) -> None:
+    """Run the demo; `use_docker` None picks Docker when an engine answers."""
+    mosquitto = find_mosquitto()
+    if mosquitto is None:
+        raise BridgeGenError(
+            "the demo needs the mosquitto binary for its stand-in cloud;"
+            " install it (Debian: apt-get install mosquitto)"
+        )
+    with ExitStack() as stack:
+        work = keep or Path(stack.enter_context(_temp_dir()))
+        say(f"working in {work}")
+        pki = make_throwaway_pki(work / "certs")
+        say(
+            "made a throwaway CA, a server certificate for the stand-in and a"
+            " client certificate for the bridge"
+        )
+
+        cloud = stack.enter_context(
+            StandInBroker(work / "cloud", pki, mosquitto=mosquitto)
+        )
+        say(
+            f"stand-in cloud: TLS on 127.0.0.1:{cloud.port}, client certificate"
+            " required"
+        )
+
+        spec = work / "spec.yaml"
+        spec.write_text(SPEC.format(local_port=free_port(), cloud_port=cloud.port))
+        engine = _docker_or_none(say) if use_docker is not False else None
+        if use_docker and engine is None:
+            raise BridgeGenError("--docker was given but no Docker engine answers")
+
+        if engine is not None:
+            local_port = stack.enter_context(_bridge_in_docker(engine, spec, say))
+        else:
+            local_port = stack.enter_context(
+                _bridge_with_binary(mosquitto, spec, work, say)
+            )
+        _exchange(pki, cloud.port, local_port, say)
+    say("demo finished; everything it started is stopped")
+
+
+@contextmanager
+def _temp_dir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="bridge-gen-demo-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _docker_or_none(say: Say):
+    try:
+        from bridge_gen import engine
+    except ImportError:  # pragma: no cover - docker is a dependency
+        return None
+    try:
+        client = engine.engine()
+    except BridgeGenError:
+        say(
+            "no Docker engine answers; running the bridge with the local"
+            " mosquitto binary"
+        )
+        return None
+    if not engine.has_image(client, BASE_IMAGE):
+        say(
+            f"the Docker engine has no {BASE_IMAGE} image (docker pull it, or"
+            " scripts/build-base-image); running the bridge with the local"
+            " mosquitto binary"
+        )
+        return None
+    return client
+
+
+@contextmanager
+def _bridge_in_docker(client, spec: Path, say: Say) -> Iterator[int]:
+    from bridge_gen import engine
+
+    prepared = pipeline.prepare(spec, files_required=True, network="host")
+    files = pipeline.bundle(prepared, spec.parent)
+    say(
+        f"bringing up the bridge in Docker (container {prepared.plan.container_name},"
+        " host network)"
+    )
+    try:
+        engine.up(
+            client,
+            prepared.plan,
+            files,
+            on_progress=lambda t: say(f"  {t}"),
+            timeout=30,
+        )
+        say("the bridge is connected to the stand-in cloud")
+        yield prepared.plan.port
+    finally:
+        engine.down(client, prepared.plan, volumes=True)
+        say("removed the bridge container and its volume")
+
+
+@contextmanager
+def _bridge_with_binary(mosquitto: str, spec: Path, work: Path, say: Say):
+    run_dir = work / "bridge"
+    (run_dir / "data").mkdir(parents=True)
+    user = getpass.getuser() if os.geteuid() == 0 else None
+    prepared = pipeline.prepare(
+        spec, files_required=True, layout=host_layout(run_dir, run_as=user)
+    )
+    conf = run_dir / "mosquitto.conf"
+    conf.write_text(render.render_conf(prepared.plan), encoding="utf-8")
+    say(f"starting the bridge with {mosquitto} -c {conf}")
+    log = (run_dir / "mosquitto.log").open("wb")
+    proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        _wait_socket_state(prepared.plan, proc, run_dir / "mosquitto.log")
+        say("the bridge is connected to the stand-in cloud")
+        yield prepared.plan.port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+        say("stopped the bridge")
+
+
+def _wait_socket_state(plan, proc, log_path: Path, timeout: float = 20) -> None:
+    client_id = plan.bridges[0].remote_clientid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        answer = subprocess.run(
+            [
+                "mosquitto_sub",
+                "--unix",
+                plan.layout.socket,
+                "-i",
+                "bridge-gen-status",
+                "-t",
+                f"$SYS/broker/connection/{client_id}/state",
+                "-C",
+                "1",
+                "-W",
+                "2",
+                "--retained-only",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if answer.stdout.strip() == "1":
+            return
+        time.sleep(0.5)
+    tail = log_path.read_text(errors="replace").splitlines()[-5:]
+    raise BridgeNotConnected("the demo bridge did not connect: " + " | ".join(tail))
+
+
+def _exchange(pki, cloud_port: int, local_port: int, say: Say) -> None:
+    cloud = tls_client(pki, "127.0.0.1", cloud_port, client_id="demo-cloud")
+    device = _plain_client(local_port)
+    at_cloud: queue.Queue = queue.Queue()
+    at_device: queue.Queue = queue.Queue()
+    cloud.on_message = lambda _c, _u, m: at_cloud.put((m.topic, m.payload))
+    device.on_message = lambda _c, _u, m: at_device.put((m.topic, m.payload))
+    try:
+        cloud.subscribe("kp1/+/dcx/+/json/#", qos=1)
+        device.subscribe("devices/+/status", qos=1)
+        time.sleep(0.5)  # let both subscriptions settle before publishing
+
+        for topic, sample in SAMPLES:
+            sent = time.monotonic()
+            payload = json.dumps(sample)
+            device.publish(topic, payload, qos=1)
+            say(f"device  -> {topic}  {payload}")
+            got_topic, got = at_cloud.get(timeout=10)
+            took = (time.monotonic() - sent) * 1000
+            say(f"cloud   <- {got_topic}  {got.decode()}  ({took:.0f} ms)")
+
+        reply = "kp1/demo-app-v1/dcx/thermo-1-token/json/42/status"
+        cloud.publish(reply, b"", qos=1)
+        say(f"cloud   -> {reply}  (Kaa's 'accepted' for request 42)")
+        got_topic, _ = at_device.get(timeout=10)
+        say(f"device  <- {got_topic}")
+    except queue.Empty:
+        raise BridgeGenError("a message did not arrive within 10 s") from None
+    finally:
+        for client in (device, cloud):
+            client.disconnect()
+            client.loop_stop()
+
+
+def _plain_client(port: int):
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-device")
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    return client
