@@ -47,6 +47,11 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"permission denied", "permission denied reading a file the broker needs"),
         (
+            r"address already in use",
+            "the listener's port is already in use on this host: change"
+            " `local.port`, or stop what holds it",
+        ),
+        (
             r"connection refused: (.+)",
             "the remote refused the MQTT connection: {0}",
         ),
@@ -78,6 +83,26 @@ _FIRST_VAGUE = next(
     for i, (pattern, _) in enumerate(_RULES)
     if "creating bridge: (" in pattern.pattern
 )
+
+
+_ATTEMPT = re.compile(r"Connecting bridge \(step \d\) (\S+) \(")
+
+
+def lines_of(lines: list[str], bridge: str) -> list[str]:
+    """The lines about one bridge, and those about the broker as a whole.
+
+    mosquitto does not name the bridge in its error lines; they follow the
+    "Connecting bridge ... NAME" line of the attempt that failed.
+    """
+    current = None
+    kept = []
+    for line in lines:
+        found = _ATTEMPT.search(line)
+        if found:
+            current = found.group(1)
+        if current is None or current == bridge:
+            kept.append(line)
+    return kept
 
 
 def diagnose(lines: list[str], window: int = 60) -> Diagnosis | None:

@@ -7,6 +7,7 @@ as BridgeGenError and leave as one line per problem and an exit code:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from bridge_gen import __version__, output, pipeline, spec
-from bridge_gen.errors import EXIT_USAGE, BridgeGenError
+from bridge_gen.errors import EXIT_USAGE, BridgeGenError, SpecError
 
 app = typer.Typer(
     name="bridge-gen",
@@ -42,7 +43,7 @@ class Network(str, Enum):
 
 SpecArg = Annotated[
     Path,
-    typer.Argument(help="The spec file (YAML).", show_default=False),
+    typer.Argument(help="The spec file (YAML).", show_default=False, metavar="SPEC"),
 ]
 NetworkOpt = Annotated[
     Network | None,
@@ -138,20 +139,32 @@ def validate(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
     and the exit code is 2. Certificate files that do not exist yet are
     warnings here and errors for `up`.
     """
-    prepared = _prepare(spec_file, files_required=False)
     if as_json:
-        output.emit_json(
-            {
-                "valid": True,
-                "gateway": prepared.plan.gateway,
-                "bridges": len(prepared.plan.bridges),
-                "endpoints": prepared.endpoints,
-                "topic_lines": prepared.topic_lines,
-                "warnings": [str(w) for w in prepared.warnings],
-            }
-        )
+        _validate_json(spec_file)
         return
+    prepared = _prepare(spec_file, files_required=False)
     output.say(f"{spec_file}: valid; {_summary(prepared)}")
+
+
+def _validate_json(spec_file: Path) -> None:
+    # Scripts get JSON on stdout either way; the exit code still says 2.
+    try:
+        prepared = pipeline.prepare(spec_file, files_required=False)
+    except SpecError as exc:
+        output.emit_json(
+            {"valid": False, "errors": [dataclasses.asdict(p) for p in exc.problems]}
+        )
+        raise typer.Exit(exc.exit_code) from None
+    output.emit_json(
+        {
+            "valid": True,
+            "gateway": prepared.plan.gateway,
+            "bridges": len(prepared.plan.bridges),
+            "endpoints": prepared.endpoints,
+            "topic_lines": prepared.topic_lines,
+            "warnings": [dataclasses.asdict(w) for w in prepared.warnings],
+        }
+    )
 
 
 @app.command()
@@ -180,6 +193,49 @@ def render(
     for item in write_bundle(files, out_dir):
         output.say(f"{item.action:>9}  {item.path}")
     output.say(_summary(prepared))
+
+
+@app.command("plan")
+@boundary
+def plan_command(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
+    """Print every mapping the bridge will carry: local topic, direction, remote.
+
+    One row per mosquitto topic line, in the order mosquitto matches them,
+    so you can read what the bridge will do before it runs.
+    """
+    prepared = _prepare(spec_file, files_required=False)
+    rows = [
+        {
+            "bridge": bridge.name,
+            "direction": line.direction,
+            "qos": line.qos,
+            "local": line.local_topic,
+            "remote": line.remote_topic,
+            "mapping": line.note,
+        }
+        for bridge in prepared.plan.bridges
+        for line in bridge.lines
+    ]
+    if as_json:
+        output.emit_json(rows)
+        return
+    output.table(
+        ("bridge", "local topic", "", "remote topic", "qos"),
+        [
+            (
+                r["bridge"],
+                r["local"],
+                _ARROWS[r["direction"]],
+                r["remote"],
+                str(r["qos"]),
+            )
+            for r in rows
+        ],
+    )
+    output.say(_summary(prepared))
+
+
+_ARROWS = {"out": "->", "in": "<-", "both": "<->"}
 
 
 @app.command()
@@ -296,12 +352,16 @@ def down(
             help="Also delete the data volume and the messages queued in it.",
         ),
     ] = False,
+    images: Annotated[
+        bool,
+        typer.Option("--images", help="Also delete the gateway's images."),
+    ] = False,
 ) -> None:
     """Stop and remove the bridge container; the data volume stays by default."""
     from bridge_gen import engine
 
     prepared = _prepare(spec_file, files_required=False)
-    done = engine.down(engine.engine(), prepared.plan, volumes=volumes)
+    done = engine.down(engine.engine(), prepared.plan, volumes=volumes, images=images)
     for line in done or [f"gateway {prepared.plan.gateway} was not running"]:
         output.say(line)
 

@@ -14,6 +14,7 @@ import getpass
 import json
 import os
 import queue
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -38,7 +39,9 @@ SPEC = """\
 # The demo gateway: two devices, each a Kaa endpoint, over mutual TLS to a
 # local stand-in for Kaa. Written by `bridge-gen demo`.
 version: 1
-gateway: demo
+gateway: {gateway}
+container:
+  network: host
 local:
   port: {local_port}
   bind: 127.0.0.1
@@ -91,7 +94,11 @@ def run(say: Say, *, use_docker: bool | None, keep: Path | None) -> None:
         )
 
         spec = work / "spec.yaml"
-        spec.write_text(SPEC.format(local_port=free_port(), cloud_port=cloud.port))
+        # A name of its own per run, so two demos on one engine never meet.
+        gateway = f"demo-{secrets.token_hex(3)}"
+        spec.write_text(
+            SPEC.format(gateway=gateway, local_port=free_port(), cloud_port=cloud.port)
+        )
         engine = _docker_or_none(say) if use_docker is not False else None
         if use_docker and engine is None:
             raise BridgeGenError("--docker was given but no Docker engine answers")
@@ -142,25 +149,20 @@ def _docker_or_none(say: Say):
 def _bridge_in_docker(client, spec: Path, say: Say) -> Iterator[int]:
     from bridge_gen import engine
 
-    prepared = pipeline.prepare(spec, files_required=True, network="host")
+    prepared = pipeline.prepare(spec, files_required=True)
     files = pipeline.bundle(prepared, spec.parent)
+    plan = prepared.plan
     say(
-        f"bringing up the bridge in Docker (container {prepared.plan.container_name},"
+        f"bringing up the bridge in Docker (container {plan.container_name},"
         " host network)"
     )
     try:
-        engine.up(
-            client,
-            prepared.plan,
-            files,
-            on_progress=lambda t: say(f"  {t}"),
-            timeout=30,
-        )
+        engine.up(client, plan, files, on_progress=lambda t: say(f"  {t}"), timeout=30)
         say("the bridge is connected to the stand-in cloud")
-        yield prepared.plan.port
+        yield plan.port
     finally:
-        engine.down(client, prepared.plan, volumes=True)
-        say("removed the bridge container and its volume")
+        engine.down(client, plan, volumes=True, images=True)
+        say("removed the bridge container, its volume and its image")
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from docker.types import Mount
 
 from bridge_gen import plan as plans
 from bridge_gen import probe
-from bridge_gen.brokerlog import diagnose
+from bridge_gen.brokerlog import diagnose, lines_of
 from bridge_gen.errors import (
     BridgeNotConnected,
     DockerFailed,
@@ -161,7 +161,8 @@ def _ensure_image(client, plan, files, wanted: str, on_progress: Progress) -> st
     tag = f"{plan.image_name}:{wanted[:12]}"
     with _engine_errors("inspect images"):
         try:
-            client.images.get(tag)
+            # `latest` follows the image in use, for the compose file.
+            client.images.get(tag).tag(plan.image_name, "latest")
             on_progress(f"image {tag} is up to date")
             return tag
         except docker.errors.ImageNotFound:
@@ -331,6 +332,9 @@ def wait_connected(
 
 def _stopped_message(container) -> str:
     lines = log_lines(container)
+    # A broker that cannot start would only be restarted over and over.
+    with _engine_errors("stop the failing container"):
+        container.stop(timeout=5)
     found = diagnose(lines)
     why = found.reason if found else "; ".join(lines[-3:]) or "no log output"
     return f"the broker in container {container.name} stopped: {why}"
@@ -338,7 +342,7 @@ def _stopped_message(container) -> str:
 
 def explain(lines: list[str], bridge: BridgePlan) -> str:
     """Why a bridge is down: from the log when it says, else by probing."""
-    found = diagnose(lines)
+    found = diagnose(lines_of(lines, bridge.name))
     if found and found.specific:
         return found.reason
 
@@ -400,7 +404,9 @@ def follow_logs(
                 yield line.decode("utf-8", "replace")
 
 
-def down(client, plan: GatewayPlan, *, volumes: bool) -> list[str]:
+def down(
+    client, plan: GatewayPlan, *, volumes: bool, images: bool = False
+) -> list[str]:
     done = []
     container = _find(client, plan)
     with _engine_errors("remove the container"):
@@ -413,6 +419,18 @@ def down(client, plan: GatewayPlan, *, volumes: bool) -> list[str]:
                 done.append(f"removed volume {plan.volume_name}")
             except docker.errors.NotFound:
                 pass
+        if images:
+            done += _remove_images(client, plan)
+    return done
+
+
+def _remove_images(client, plan: GatewayPlan) -> list[str]:
+    done = []
+    for image in client.images.list(name=plan.image_name):
+        if image.labels.get(GATEWAY_LABEL) != plan.gateway:
+            continue
+        client.images.remove(image.id, force=True)
+        done.append(f"removed image {', '.join(image.tags) or image.short_id}")
     return done
 
 

@@ -7,12 +7,15 @@ put in place later) and an error for `up` (the broker would never connect).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge_gen import plan
 from bridge_gen.errors import Problem
-from bridge_gen.plan import endpoint_lines, rule_line
-from bridge_gen.spec import Bridge, Spec
+from bridge_gen.names import MAX_TOPIC_BYTES, shown
+from bridge_gen.plan import TopicLine, endpoint_lines, rule_line
+from bridge_gen.spec import Bridge, Spec, TopicRule
 from bridge_gen.yamlfile import Located, Path_, dotted
 
 
@@ -22,37 +25,100 @@ class Findings:
     warnings: list[Problem] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """A topic line and the spec entry it comes from."""
+
+    path: Path_
+    line: TopicLine
+
+    @property
+    def prefixed(self) -> bool:
+        return bool(self.line.local_prefix or self.line.remote_prefix)
+
+
 def lint(spec: Spec, located: Located, *, files_required: bool) -> Findings:
     """Check the spec as a whole; `files_required` for commands that start it."""
     out = Findings()
     spec_dir = Path(located.file).resolve().parent
+    bridges = list(enumerate(spec.bridges))
+    _bridges(bridges, spec.gateway, located, spec_dir, files_required, out)
 
-    seen: dict[str, int] = {}
-    for i, bridge in enumerate(spec.bridges):
-        here: Path_ = ("bridges", i)
-        if bridge.name in seen:
-            out.errors.append(
-                located.problem(
-                    (*here, "name"),
-                    f"bridge name {bridge.name!r} is already used by"
-                    f" bridges[{seen[bridge.name]}]",
-                )
-            )
-        seen.setdefault(bridge.name, i)
-        _tls(bridge, here, located, spec_dir, files_required, out)
-        _endpoints(bridge, here, located, out)
-        _rules(bridge, here, located, out)
-        _overlaps(bridge, here, located, out)
-
-    if spec.local.allow_anonymous and spec.local.bind not in ("127.0.0.1", "localhost"):
+    bind, port = spec.local.bind, spec.local.port
+    if spec.local.allow_anonymous and not bind.startswith("127."):
         out.warnings.append(
             located.problem(
                 ("local", "allow_anonymous"),
-                f"anyone who reaches {spec.local.bind}:{spec.local.port} may publish"
-                " and subscribe without a password",
+                f"anyone who reaches {bind}:{port} may publish and subscribe"
+                " without a password",
             )
         )
+    out.warnings.sort(key=lambda p: (p.line or 0, p.column or 0, p.field))
     return out
+
+
+def bridge_errors(
+    bridges: list[tuple[int, Bridge]], gateway: str | None, located: Located
+) -> list[Problem]:
+    """The errors of the bridges that are valid on their own.
+
+    For a spec that has field errors too, so that everything is reported at
+    once; certificate files are not looked at (they are warnings then).
+    """
+    out = Findings()
+    spec_dir = Path(located.file).resolve().parent
+    _bridges(bridges, gateway, located, spec_dir, False, out)
+    return out.errors
+
+
+def _bridges(
+    bridges: list[tuple[int, Bridge]],
+    gateway: str | None,
+    located: Located,
+    spec_dir: Path,
+    files_required: bool,
+    out: Findings,
+) -> None:
+    _unique(bridges, "name", lambda b: b.name, located, out)
+    # Two bridges with one client id knock each other off the remote. Equal
+    # default ids come from equal names, reported just above.
+    if gateway is not None and any(bridge.clientid for _, bridge in bridges):
+        _unique(
+            bridges,
+            "clientid",
+            lambda b: b.clientid or f"{gateway}-{b.name}",
+            located,
+            out,
+        )
+    for i, bridge in bridges:
+        here: Path_ = ("bridges", i)
+        _tls(bridge, here, located, spec_dir, files_required, out)
+        _endpoints(bridge, here, located, out)
+        _rules(bridge, here, located, out)
+        _mappings(_placed(bridge, here), located, out)
+
+
+def _unique(
+    bridges: list[tuple[int, Bridge]],
+    what: str,
+    value_of: Callable[[Bridge], str],
+    located: Located,
+    out: Findings,
+) -> None:
+    seen: dict[str, int] = {}
+    for i, bridge in bridges:
+        value = value_of(bridge)
+        if value in seen:
+            # An explicit client id is the field to fix; a default one comes
+            # from the name.
+            field_ = what if what == "name" or bridge.clientid else "name"
+            out.errors.append(
+                located.problem(
+                    ("bridges", i, field_),
+                    f"{what} {shown(value)} is already used by bridges[{seen[value]}]",
+                )
+            )
+        seen.setdefault(value, i)
 
 
 def _tls(
@@ -86,12 +152,21 @@ def _tls(
         value = getattr(tls, role)
         if value is None:
             continue
-        path = spec_dir / value
-        if path.is_file():
+        problem = _missing_file(spec_dir / value)
+        if problem is None:
             continue
+        found = located.problem((*here, "tls", role), f"{value} {problem}")
+        (out.errors if files_required else out.warnings).append(found)
+
+
+def _missing_file(path: Path) -> str | None:
+    try:
+        if path.is_file():
+            return None
         what = "does not exist" if not path.exists() else "is not a file"
-        problem = located.problem((*here, "tls", role), f"{value} {what} ({path})")
-        (out.errors if files_required else out.warnings).append(problem)
+    except OSError as exc:
+        what = f"cannot be read: {exc.strerror}"
+    return f"{what} ({path})"
 
 
 def _endpoints(bridge: Bridge, here: Path_, located: Located, out: Findings) -> None:
@@ -107,75 +182,219 @@ def _endpoints(bridge: Bridge, here: Path_, located: Located, out: Findings) -> 
         if endpoint.app_version is None and bridge.app_version is None:
             out.errors.append(
                 located.problem(
-                    (*here, "endpoints", j),
-                    "`app_version` is required (the bridge sets none to inherit)",
-                    key=True,
+                    (*here, "endpoints", j, "app_version"),
+                    "is required (the bridge sets no `app_version` to inherit)",
                 )
             )
 
 
 def _rules(bridge: Bridge, here: Path_, located: Located, out: Findings) -> None:
     for j, rule in enumerate(bridge.topics):
-        path = (*here, "topics", j)
-        if rule.pattern == "":
-            if not (rule.local_prefix and rule.remote_prefix):
-                out.errors.append(
-                    located.problem(
-                        (*path, "pattern"),
-                        "an empty pattern renames one exact topic and needs both"
-                        " `local_prefix` and `remote_prefix`",
-                    )
-                )
-            continue
-        for side in ("local_prefix", "remote_prefix"):
-            prefix = getattr(rule, side)
-            if prefix and not prefix.endswith("/"):
-                out.errors.append(
-                    located.problem(
-                        (*path, side),
-                        f"must end with '/' ({prefix!r} + {rule.pattern!r} would"
-                        f" give {prefix + rule.pattern!r}); write {prefix + '/'!r}",
-                    )
-                )
-        if rule.direction == "both" and rule.local_prefix == rule.remote_prefix:
+        _rule(rule, (*here, "topics", j), located, out)
+
+
+def rule_errors(rule: TopicRule, path: Path_, located: Located) -> list[Problem]:
+    """The errors of one rule alone, for a bridge with field errors elsewhere."""
+    out = Findings()
+    _rule(rule, path, located, out)
+    return out.errors
+
+
+def _rule(rule: TopicRule, path: Path_, located: Located, out: Findings) -> None:
+    _both(rule.direction, rule.local_prefix, rule.remote_prefix, path, located, out)
+    if rule.pattern == "":
+        if not (rule.local_prefix and rule.remote_prefix):
             out.errors.append(
                 located.problem(
-                    (*path, "direction"),
-                    "`both` with the same topic on each side echoes every message"
-                    " back to where it came from; use an `in` and an `out` rule with"
-                    " different prefixes",
+                    (*path, "pattern"),
+                    "an empty pattern renames one exact topic and needs both"
+                    " `local_prefix` and `remote_prefix`",
+                )
+            )
+        return
+    for side in ("local_prefix", "remote_prefix"):
+        prefix = getattr(rule, side)
+        if prefix and not prefix.endswith("/"):
+            out.errors.append(
+                located.problem(
+                    (*path, side),
+                    f"must end with '/' ({shown(prefix)} + {shown(rule.pattern)}"
+                    f" would give {shown(prefix + rule.pattern)}); write"
+                    f" {shown(prefix + '/')}",
                 )
             )
 
 
-def _overlaps(bridge: Bridge, here: Path_, located: Located, out: Findings) -> None:
-    # mosquitto uses the first matching line, so a later line for the same
-    # local topic and direction would never carry anything.
-    first: dict[tuple[str, str], str] = {}
-    places: list[tuple[Path_, list]] = [
-        ((*here, "endpoints", j), endpoint_lines(bridge, e))
-        for j, e in enumerate(bridge.endpoints)
-    ]
-    places += [
-        ((*here, "topics", j), [rule_line(r)]) for j, r in enumerate(bridge.topics)
-    ]
-    for path, lines in places:
-        for line in lines:
-            for direction in _directions(line.direction):
-                key = (direction, line.local_topic)
-                if key in first:
-                    out.errors.append(
-                        located.problem(
-                            path,
-                            f"local topic {line.local_topic!r} is already mapped"
-                            f" {direction} by {first[key]}; mosquitto would only"
-                            " use the first",
-                            key=True,
-                        )
-                    )
-                else:
-                    first[key] = dotted(path)
+def _both(
+    direction: str,
+    local_prefix: str,
+    remote_prefix: str,
+    path: Path_,
+    located: Located,
+    out: Findings,
+) -> None:
+    # try_private is false and the bridge speaks MQTT 3.1.1, which has no
+    # "no local": the remote sends the bridge's own publishes back to it.
+    if direction != "both":
+        return
+    if local_prefix == remote_prefix:
+        out.errors.append(
+            located.problem(
+                (*path, "direction"),
+                "`both` with the same topic on each side echoes every message"
+                " back to where it came from; use an `in` and an `out` rule with"
+                " different prefixes",
+            )
+        )
+        return
+    out.warnings.append(
+        located.problem(
+            (*path, "direction"),
+            "`both`: the remote sends each message this bridge publishes back to"
+            " it, so local subscribers get it twice; an `in` and an `out` rule"
+            " with disjoint prefixes do not",
+        )
+    )
 
 
-def _directions(direction: str) -> tuple[str, ...]:
-    return ("in", "out") if direction == "both" else (direction,)
+def _placed(bridge: Bridge, here: Path_) -> list[_Placed]:
+    placed = [
+        _Placed((*here, "endpoints", j), line)
+        for j, endpoint in enumerate(bridge.endpoints)
+        for line in endpoint_lines(bridge, endpoint)
+    ]
+    placed += [
+        _Placed((*here, "topics", j), rule_line(rule))
+        for j, rule in enumerate(bridge.topics)
+    ]
+    return placed
+
+
+def _mappings(placed: list[_Placed], located: Located, out: Findings) -> None:
+    """Lines no order can make work: equal filters, and renamed-away lines.
+
+    The order itself is `plan.order_lines`' job. What it cannot fix: two
+    lines with one filter in one direction (only the first would work), a
+    line without prefixes whose every message a line with prefixes renames
+    (mosquitto skips lines without prefixes when it looks for the first
+    match), and partial overlaps, where each order loses something.
+    """
+    _lengths(placed, located, out)
+    _equal_filters(placed, located, out)
+    _cycles(placed, located, out)
+    # One finding per line, and a partial overlap only on the later line.
+    reported: set[Path_] = set()
+    broad = [(i, p) for i, p in enumerate(placed) if _has_wildcard(p.line)]
+    for j, other in enumerate(placed):
+        for i, wide in broad:
+            if other.path in reported or other.path == wide.path:
+                continue
+            problem = _shadow(wide, other, located, later=j > i)
+            if problem is not None:
+                reported.add(other.path)
+                kind, found = problem
+                (out.errors if kind == "error" else out.warnings).append(found)
+
+
+def _equal_filters(placed: list[_Placed], located: Located, out: Findings) -> None:
+    first: dict[tuple[str, str], Path_] = {}
+    reported: set[Path_] = set()
+    for item in placed:
+        for direction in plan.directions(item.line.direction):
+            key = (direction, plan.match_filter(item.line, direction))
+            if key not in first:
+                first[key] = item.path
+                continue
+            if first[key] == item.path or item.path in reported:
+                continue
+            reported.add(item.path)
+            side = "local" if direction == "out" else "remote"
+            out.errors.append(
+                located.problem(
+                    item.path,
+                    f"{side} topic {shown(key[1])} is already mapped {direction}"
+                    f" by {dotted(first[key])}; mosquitto would use only one of"
+                    " them",
+                    key=True,
+                )
+            )
+
+
+def _cycles(placed: list[_Placed], located: Located, out: Findings) -> None:
+    # After plan's ordering, a line still behind one that strictly covers it
+    # is in a cycle of `both` lines: no order lets all of them work.
+    ordered = [placed[i] for i in plan.line_order([p.line for p in placed])]
+    for i, wide in enumerate(ordered):
+        if not _has_wildcard(wide.line):
+            continue
+        for other in ordered[i + 1 :]:
+            if not plan.covers_line(wide.line, other.line, strictly=True):
+                continue
+            out.errors.append(
+                located.problem(
+                    other.path,
+                    f"is shadowed by {dotted(wide.path)}, which catches all its"
+                    " messages in one direction, and no order avoids it: these"
+                    " `both` rules cover each other in opposite directions;"
+                    " split them into `in` and `out` rules",
+                    key=True,
+                )
+            )
+
+
+def _has_wildcard(line: TopicLine) -> bool:
+    return any(c in line.pattern for c in "+#")
+
+
+def _shadow(
+    wide: _Placed, other: _Placed, located: Located, *, later: bool
+) -> tuple[str, Problem] | None:
+    shared = set(plan.directions(wide.line.direction)) & set(
+        plan.directions(other.line.direction)
+    )
+    for direction in sorted(shared):
+        a = plan.match_filter(wide.line, direction)
+        b = plan.match_filter(other.line, direction)
+        if a == b or not plan.overlaps(a, b):
+            continue
+        if plan.covers(a, b) and wide.prefixed and not other.prefixed:
+            return "error", located.problem(
+                other.path,
+                f"never takes effect: every message it would bridge {direction}"
+                f" also matches {dotted(wide.path)} ({shown(a)}), whose prefixes"
+                " rename it (mosquitto skips lines without prefixes when it"
+                " renames)",
+                key=True,
+            )
+        if plan.covers(a, b) or plan.covers(b, a):
+            continue  # the order takes care of it
+        if later and (wide.prefixed or other.prefixed):
+            return "warning", located.problem(
+                other.path,
+                f"overlaps {dotted(wide.path)} ({shown(a)}) {direction}: a"
+                " message on a topic both match is renamed by the first of"
+                " them in mosquitto.conf only",
+                key=True,
+            )
+    return None
+
+
+def _lengths(placed: list[_Placed], located: Located, out: Findings) -> None:
+    # Each field is within the limit alone; prefix + pattern, or the KP1
+    # topic built around a token, may not be.
+    reported: set[Path_] = set()
+    for item in placed:
+        sides = (("local", item.line.local_topic), ("remote", item.line.remote_topic))
+        for side, topic in sides:
+            size = len(topic.encode("utf-8"))
+            if size <= MAX_TOPIC_BYTES or item.path in reported:
+                continue
+            reported.add(item.path)
+            out.errors.append(
+                located.problem(
+                    item.path,
+                    f"the {side} topic would be {size} bytes long; MQTT allows"
+                    f" {MAX_TOPIC_BYTES}",
+                    key=True,
+                )
+            )

@@ -75,8 +75,8 @@ def text(value: str) -> str:
     found = _NOT_A_CHAR.search(value)
     if found:
         raise ValueError(
-            f"may not contain U+{ord(found.group()):04X}, which is not a"
-            " character (it cannot be written as valid UTF-8 text)"
+            f"may not contain U+{ord(found.group()):04X}: it is not a Unicode"
+            " character, and MQTT brokers and YAML readers refuse it"
         )
     return value
 
@@ -101,6 +101,10 @@ def _topic_text(value: str, what: str) -> str:
             f"a {what} may not contain spaces (mosquitto 2.0 topic lines cannot"
             " express them)"
         )
+    if value != value.strip():
+        # Other Unicode spaces are fine inside, but render refuses a value
+        # with any at its edges, as it does for every mosquitto.conf value.
+        raise ValueError(f"a {what} may not start or end with whitespace")
     if len(value.encode("utf-8")) > MAX_TOPIC_BYTES:
         raise ValueError(f"a {what} may be at most {MAX_TOPIC_BYTES} bytes")
     return value
@@ -251,6 +255,13 @@ def file_path(value: str) -> str:
     if "$" in value:
         raise ValueError(
             "may not contain '$': docker compose would read it as a variable"
+        )
+    # Resolving drops a trailing `/`, `.` or `x/..`, so any name in the path
+    # may end up last on the line, where mosquitto would trim its spaces.
+    if any(part != part.strip() for part in value.split("/")):
+        raise ValueError(
+            "may not have a file or folder name that starts or ends with"
+            " whitespace (mosquitto trims it)"
         )
     encoded = value.encode("utf-8")
     if len(encoded) > _MAX_PATH_BYTES:

@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def say(text: str) -> None:
@@ -25,6 +25,19 @@ def warn(text: str) -> None:
 
 def error(text: str) -> None:
     err.print(f"[red]error:[/red] {escape(text)}")
+
+
+def table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich.table import Table
+
+    grid = Table(box=None, pad_edge=False, highlight=False)
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    for row in rows:
+        grid.add_row(*(escape(cell) for cell in row))
+    # Piped output is read by grep and people alike: never cut a topic.
+    wide = Console(highlight=False, width=100_000, file=sys.stdout, emoji=False)
+    (out if out.is_terminal else wide).print(grid)
 
 
 def emit_json(data: Any) -> None:

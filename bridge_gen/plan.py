@@ -9,6 +9,7 @@ so the compose file and `bridge-gen up` cannot drift apart.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ CONF_PATH = "/mosquitto/config/mosquitto.conf"
 # mosquitto's default of 1,000 queued messages per client silently drops
 # newer messages during an outage; this holds minutes of a busy gateway.
 MAX_QUEUED_MESSAGES = 100_000
-AUTOSAVE_SECONDS = 30
+AUTOSAVE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ def _bridge(spec: Spec, bridge: Bridge, spec_dir: Path, layout: Layout) -> Bridg
     remote_id = bridge.clientid or f"{spec.gateway}-{bridge.name}"
     lines = [line for e in bridge.endpoints for line in endpoint_lines(bridge, e)]
     lines += [rule_line(rule) for rule in bridge.topics]
+    lines = order_lines(lines)
     tls = bridge.tls or Tls()
     return BridgePlan(
         name=bridge.name,
@@ -239,3 +241,127 @@ def rule_line(rule: TopicRule) -> TopicLine:
         rule.remote_prefix,
         "topic rules",
     )
+
+
+# Topic line order.
+
+
+def order_lines(lines: list[TopicLine]) -> list[TopicLine]:
+    """Specific lines before the broader lines that cover them; else as given.
+
+    mosquitto renames a bridged message by the first topic line, in file
+    order, whose filter matches it: the local topic for `out`, the remote
+    one for `in`, `both` counting as each. A line that came after another
+    whose filter covers it (`site/alarm` after `site/#`, both `out`) would
+    never rename anything. Endpoints and exact-topic rules are never broad,
+    so this is a stable topological sort: each line keeps its place in the
+    spec unless it must move up ahead of a broader one, which then follows
+    every line it covers.
+
+    What no order fixes is left to `lint`, which refuses it: equal filters
+    (they cover each other; they keep their order here), and `both` lines
+    that each cover the other in opposite directions (a cycle, broken here
+    at the earliest line so that no line is ever dropped). Filters that
+    overlap without either covering the other (`a/+/c`, `a/b/+`) lose
+    something in any order; `lint` warns about them.
+    """
+    return [lines[i] for i in line_order(lines)]
+
+
+def line_order(lines: list[TopicLine]) -> list[int]:
+    """The indices of `lines` in the order `order_lines` gives them."""
+    # Only a filter with a wildcard can cover another one strictly, so only
+    # those lines wait: the work is (wildcard lines) x (all lines).
+    waits_for: dict[int, set[int]] = {i: set() for i in range(len(lines))}
+    unblocks: dict[int, list[int]] = {i: [] for i in range(len(lines))}
+    for i, line in enumerate(lines):
+        if not _has_wildcard(line):
+            continue
+        for j, other in enumerate(lines):
+            if j != i and covers_line(line, other, strictly=True):
+                waits_for[i].add(j)
+                unblocks[j].append(i)
+
+    ready = [i for i, deps in waits_for.items() if not deps]
+    heapq.heapify(ready)
+    order: list[int] = []
+    placed: set[int] = set()
+    while len(order) < len(lines):
+        if not ready:
+            # A cycle: let the earliest waiting line go first.
+            ready = [min(i for i in waits_for if i not in placed)]
+        i = heapq.heappop(ready)
+        if i in placed:
+            continue
+        order.append(i)
+        placed.add(i)
+        for k in unblocks[i]:
+            waits_for[k].discard(i)
+            if not waits_for[k] and k not in placed:
+                heapq.heappush(ready, k)
+    return order
+
+
+def directions(direction: str) -> tuple[str, ...]:
+    """The directions a line takes part in: `both` is `in` and `out`."""
+    return ("in", "out") if direction == "both" else (direction,)
+
+
+def match_filter(line: TopicLine, direction: str) -> str:
+    """The filter mosquitto matches a message against in that direction."""
+    return line.local_topic if direction == "out" else line.remote_topic
+
+
+def covers_line(wide: TopicLine, narrow: TopicLine, *, strictly: bool) -> bool:
+    """Whether `wide` catches every message of `narrow` in a shared direction."""
+    for direction in set(directions(wide.direction)) & set(
+        directions(narrow.direction)
+    ):
+        a, b = match_filter(wide, direction), match_filter(narrow, direction)
+        if covers(a, b) and not (strictly and covers(b, a)):
+            return True
+    return False
+
+
+def covers(wide: str, narrow: str) -> bool:
+    """Whether every topic the filter `narrow` matches, `wide` matches too.
+
+    MQTT rules: `#` also matches its parent level (`a/#` matches `a`), and
+    a filter that starts with a wildcard matches no topic starting with `$`.
+    Exact for valid filters; tests check it against matching by brute force.
+    """
+    if narrow.startswith("$") and wide[:1] in ("+", "#"):
+        return False
+    # Every topic has a first level, so `+/#` matches exactly what `#` does.
+    wide, narrow = ("#" if f == "+/#" else f for f in (wide, narrow))
+    wide_levels, narrow_levels = wide.split("/"), narrow.split("/")
+    for i, level in enumerate(wide_levels):
+        if level == "#":
+            return True
+        if i == len(narrow_levels) or narrow_levels[i] == "#":
+            return False
+        if level != "+" and level != narrow_levels[i]:
+            return False
+    return len(wide_levels) == len(narrow_levels)
+
+
+def overlaps(one: str, other: str) -> bool:
+    """Whether some topic matches both filters."""
+    for first, second in ((one, other), (other, one)):
+        if first.startswith("$") and second[:1] in ("+", "#"):
+            return False
+    a, b = one.split("/"), other.split("/")
+    for i in range(max(len(a), len(b))):
+        x = a[i] if i < len(a) else None
+        y = b[i] if i < len(b) else None
+        if x == "#" or y == "#":
+            return True
+        if x is None or y is None:
+            return False
+        if "+" not in (x, y) and x != y:
+            return False
+    return True
+
+
+def _has_wildcard(line: TopicLine) -> bool:
+    return any(c in line.pattern for c in "+#")

@@ -3,6 +3,11 @@
 The models hold only what the user wrote, checked field by field. Rules
 that span fields (a certificate needs a CA, one local topic mapped twice)
 live in `lint.py`, and turning the spec into bridge rules in `plan.py`.
+
+The loader hands every scalar over as the text that was written, so the
+typing here is YAML 1.2's, not PyYAML's 1.1: `on` and `no` stay text in a
+string field, and a number or boolean field takes only what means the same
+in both (`1883`, `true`), never `0x50`, `0123` or `yes`.
 """
 
 from __future__ import annotations
@@ -19,38 +24,90 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
 )
 
 from bridge_gen import names
 from bridge_gen.errors import Problem, SpecError
-from bridge_gen.yamlfile import Located, load_file
+from bridge_gen.names import shown
+from bridge_gen.yamlfile import Located, Path_, dotted, load_file
 
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)$")
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+_TRUE = ("true", "True", "TRUE")
+_FALSE = ("false", "False", "FALSE")
 
 
 def _whole_number(value: Any) -> Any:
-    # The loader keeps scalars as text; refuse what int() would reinterpret
-    # (`0x2A`, `042`, `1_000`) so no number renders other than as written.
-    if isinstance(value, str) and not _DECIMAL.match(value):
-        raise ValueError(f"must be a whole number written in decimal, got {value!r}")
-    return value
+    # The loader keeps scalars as text; refuse what int() or YAML 1.1 would
+    # reinterpret (`0x2A`, `042` as octal, `1_000`), so no number renders
+    # other than as written.
+    if not isinstance(value, str) or _DECIMAL.fullmatch(value):
+        return value
+    if re.fullmatch(r"-?0[0-9]+", value):
+        raise ValueError(
+            f"must be written without leading zeros, got {shown(value)} (YAML 1.1"
+            " would read it as an octal number)"
+        )
+    if re.fullmatch(r"-?[0-9]{19,}", value):
+        raise ValueError(f"is far too large, got {shown(value)}")
+    raise ValueError(f"must be a whole number written in decimal, got {shown(value)}")
 
 
-def _host_port(value: str) -> str:
-    names.host_port(value)
-    return value
+def _yaml_bool(value: Any) -> Any:
+    # YAML 1.2 booleans only: `yes`, `on` or `1` are text in YAML 1.2 and a
+    # boolean in YAML 1.1, so a reader of the spec could take either.
+    if not isinstance(value, str):
+        return value
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"must be true or false, got {shown(value)}")
 
 
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Number = Annotated[int, BeforeValidator(_whole_number)]
-Port = Annotated[Number, Field(ge=1, le=65535)]
-Qos = Annotated[Number, Field(ge=0, le=2, description="MQTT QoS, 0 to 2")]
-Text = Annotated[str, AfterValidator(names.single_line)]
-HostPort = Annotated[str, AfterValidator(_host_port)]
+def _check(check: Any, pattern: str | None = None, **schema: Any) -> Any:
+    """A string field checked by `check`; `pattern` is for editors only."""
+    extra = {"pattern": f"^{pattern}$", **schema} if pattern else schema
+    json_schema = WithJsonSchema({"type": "string", **extra})
+    return Annotated[str, AfterValidator(check), json_schema]
+
+
+def _number(**limits: int) -> Any:
+    # Limits before the validator, so they reach the integer schema (and
+    # the JSON Schema as minimum/maximum) instead of wrapping it.
+    return Annotated[int, Field(**limits), BeforeValidator(_whole_number)]
+
+
+Port = _number(ge=1, le=65535)
+Qos = _number(ge=0, le=2)
+RequestId = _number(ge=1)
+Keepalive = _number(ge=5, le=65535)
+Version = _number(ge=1, le=1)
+Bool = Annotated[bool, BeforeValidator(_yaml_bool)]
+FilePath = _check(names.file_path, minLength=1)
+AppVersion = _check(names.app_version, names.APP_VERSION)
+HostPort = _check(names.host_port)
+Ipv4 = _check(names.ipv4)
+TopicName = _check(names.topic_name)
+TopicFilter = _check(names.topic_filter)
+TopicPrefix = _check(names.topic_prefix)
+Token = _check(names.kaa_token, r"[^+#/.\s]+")
+BridgeName = _check(names.bridge_name, names.BRIDGE)
+ClientId = _check(names.client_id, names.CLIENT_ID)
+Image = _check(names.image_ref)
+Gateway = _check(names.gateway_name, names.GATEWAY, maxLength=names.GATEWAY_MAX)
 Direction = Literal["in", "out", "both"]
+
+_ADDRESS_SCHEMA = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    ]
+}
 
 
 class _Model(BaseModel):
@@ -61,31 +118,31 @@ class Local(_Model):
     """The listener devices connect to."""
 
     port: Port = 1883
-    bind: Annotated[str, AfterValidator(names.host)] = Field(
-        "0.0.0.0", description="Interface address the listener binds to"
+    bind: Ipv4 = Field(
+        "0.0.0.0", description="IPv4 address the listener is published on"
     )
-    allow_anonymous: bool = True
+    allow_anonymous: Bool = True
 
 
 class Tls(_Model):
     """Files for TLS to the remote; paths are relative to the spec file."""
 
-    ca: Text | None = Field(None, description="CA certificate(s) of the remote")
-    cert: Text | None = Field(None, description="Client certificate (PEM)")
-    key: Text | None = Field(None, description="Client private key (PEM)")
+    ca: FilePath | None = Field(None, description="CA certificate(s) of the remote")
+    cert: FilePath | None = Field(None, description="Client certificate (PEM)")
+    key: FilePath | None = Field(None, description="Client private key (PEM)")
 
 
 class Endpoint(_Model):
     """One Kaa endpoint: a local topic carried to its KP1 telemetry topic."""
 
-    local: Annotated[str, AfterValidator(names.topic_name)] = Field(
+    local: TopicName = Field(
         description="The exact local topic the device publishes on"
     )
-    token: Annotated[str, AfterValidator(names.kaa_token)]
-    app_version: Annotated[str, AfterValidator(names.app_version)] | None = Field(
+    token: Token = Field(description="Kaa endpoint token")
+    app_version: AppVersion | None = Field(
         None, description="Kaa application version; defaults to the bridge's"
     )
-    request_id: Annotated[Number, Field(ge=1)] | None = Field(
+    request_id: RequestId | None = Field(
         None, description="Adds /<id> so Kaa answers on .../status or .../error"
     )
 
@@ -93,29 +150,32 @@ class Endpoint(_Model):
 class TopicRule(_Model):
     """A raw mosquitto topic rule, for any MQTT broker."""
 
-    pattern: Annotated[str, AfterValidator(names.topic_filter)]
+    pattern: TopicFilter
     direction: Direction = "out"
-    qos: Qos = 1
-    local_prefix: Annotated[str, AfterValidator(names.topic_prefix)] = ""
-    remote_prefix: Annotated[str, AfterValidator(names.topic_prefix)] = ""
+    qos: Qos = Field(1, description="MQTT QoS, 0 to 2")
+    local_prefix: TopicPrefix = ""
+    remote_prefix: TopicPrefix = ""
 
 
 class Bridge(_Model):
     """One connection from the gateway to a remote broker."""
 
-    name: Annotated[str, AfterValidator(names.bridge_name)]
+    name: BridgeName
     address: Annotated[
-        list[HostPort], BeforeValidator(_one_or_many), Field(min_length=1)
+        list[HostPort],
+        BeforeValidator(_one_or_many),
+        Field(min_length=1),
+        WithJsonSchema(_ADDRESS_SCHEMA),
     ] = Field(description="host:port, or a list of them tried in turn")
     tls: Tls | None = None
-    app_version: Annotated[str, AfterValidator(names.app_version)] | None = Field(
+    app_version: AppVersion | None = Field(
         None, description="Default Kaa application version of its endpoints"
     )
     qos: Qos = Field(1, description="QoS of the endpoint mappings")
-    clientid: Annotated[str, AfterValidator(names.bridge_name)] | None = Field(
+    clientid: ClientId | None = Field(
         None, description="Client id at the remote; <gateway>-<name> by default"
     )
-    keepalive: Annotated[Number, Field(ge=5, le=65535)] = 60
+    keepalive: Keepalive = Field(60, description="Seconds between pings")
     endpoints: list[Endpoint] = []
     topics: list[TopicRule] = []
 
@@ -123,7 +183,7 @@ class Bridge(_Model):
 class Container(_Model):
     """How the bridge runs in Docker."""
 
-    image: Text = Field("eclipse-mosquitto:2.0", description="Base image")
+    image: Image = Field("eclipse-mosquitto:2.0", description="Base image")
     network: Literal["bridge", "host"] = "bridge"
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
 
@@ -131,10 +191,8 @@ class Container(_Model):
 class Spec(_Model):
     """A gateway: one local broker bridged to one or more remotes."""
 
-    version: Annotated[Number, Field(ge=1, le=1)] = Field(
-        description="Spec format version; 1"
-    )
-    gateway: Annotated[str, AfterValidator(names.gateway_name)]
+    version: Version = Field(description="Spec format version; 1")
+    gateway: Gateway
     local: Local = Local()
     container: Container = Container()
     bridges: list[Bridge] = Field(min_length=1)
@@ -149,59 +207,151 @@ def json_schema() -> dict[str, Any]:
 
 
 def load(path: Path) -> tuple[Spec, Located]:
-    """Read a spec file and check every field; raises SpecError."""
-    located = load_file(path)
+    """Read a spec file and check every field; raises SpecError.
+
+    Every problem is reported at once: what the loader found (a duplicate
+    key), every field that fails its check, and the cross-field errors of
+    `lint` for the bridges whose fields are all valid.
+    """
+    located = load_file(path, lenient=True)
+    problems = list(located.problems)
+    model: Spec | None = None
     try:
-        spec = Spec.model_validate(located.data)
+        model = Spec.model_validate(located.data)
     except ValidationError as exc:
-        raise SpecError([_problem(located, err) for err in exc.errors()]) from None
-    return spec, located
+        # Where the loader put None for a value it refused, it said why.
+        problems += [
+            _problem(located, err)
+            for err in exc.errors()
+            if tuple(err["loc"]) not in located.voided
+        ]
+    if problems:
+        raise SpecError(problems + _cross_field_errors(model, located))
+    assert model is not None
+    return model, located
+
+
+def _cross_field_errors(model: Spec | None, located: Located) -> list[Problem]:
+    # Imported here: lint builds on these models, so it imports this module.
+    from bridge_gen import lint
+
+    if model is not None:
+        return lint.lint(model, located, files_required=False).errors
+    data = located.data if isinstance(located.data, dict) else {}
+    bridges = []
+    problems = []
+    for i, item in _items(data, "bridges"):
+        try:
+            bridges.append((i, Bridge.model_validate(item)))
+        except ValidationError:
+            # Its rules can still be checked one by one.
+            problems += _rule_errors(lint, item, ("bridges", i), located)
+    gateway = data.get("gateway")
+    try:
+        gateway = names.gateway_name(gateway) if isinstance(gateway, str) else None
+    except ValueError:
+        gateway = None
+    return problems + lint.bridge_errors(bridges, gateway, located)
+
+
+def _items(data: Any, key: str) -> list[tuple[int, Any]]:
+    items = data.get(key) if isinstance(data, dict) else None
+    return list(enumerate(items)) if isinstance(items, list) else []
+
+
+def _rule_errors(lint: Any, bridge: Any, here: Path_, located: Located) -> list:
+    problems = []
+    for j, item in _items(bridge, "topics"):
+        try:
+            rule = TopicRule.model_validate(item)
+        except ValidationError:
+            continue
+        problems += lint.rule_errors(rule, (*here, "topics", j), located)
+    return problems
 
 
 def _problem(located: Located, err: Any) -> Problem:
-    loc = tuple(err["loc"])
+    loc: Path_ = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
         return located.problem(loc, _unknown_key(loc), key=True)
     if kind == "missing":
-        return located.problem(loc[:-1], f"`{loc[-1]}` is required", key=True)
-    return located.problem(loc, _message(err))
+        where = located.where(loc[:-1], key=False)
+        line, column = where if where else (None, None)
+        return Problem(located.file, line, column, dotted(loc), "is required")
+    if _is_scalar_address(located, loc):
+        # One address written as a scalar: report it where the user wrote it.
+        loc = loc[:-1]
+    return located.problem(loc, _message(located, loc, err))
 
 
-def _message(err: Any) -> str:
+def _is_scalar_address(located: Located, loc: Path_) -> bool:
+    if len(loc) != 4 or loc[0] != "bridges" or loc[2] != "address":
+        return False
+    bridges = located.data.get("bridges") if isinstance(located.data, dict) else None
+    try:
+        return isinstance(bridges[loc[1]]["address"], str)  # type: ignore[index]
+    except (TypeError, KeyError, IndexError):
+        return False
+
+
+# Messages for pydantic's error types; {given} is the value as written.
+_MESSAGES = {
+    "int_parsing": "must be a whole number, got {given}",
+    "int_type": "must be a whole number, got {given}",
+    "int_from_float": "must be a whole number, got {given}",
+    "bool_parsing": "must be true or false, got {given}",
+    "bool_type": "must be true or false, got {given}",
+    "greater_than_equal": "must be at least {ge}, got {given}",
+    "less_than_equal": "must be at most {le}, got {given}",
+    "literal_error": "must be {expected}, got {given}",
+    "too_short": "must not be empty",
+    "model_type": "must be a mapping of keys to values",
+    "dict_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+    "list_type": "must be a list",
+    "string_type": "must be a single value, not a list or mapping",
+}
+
+
+def _message(located: Located, loc: Path_, err: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx", {})
+    given = err.get("input")
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"must be a whole number, got {err['input']!r}"
-    if kind == "bool_parsing":
-        return f"must be true or false, got {err['input']!r}"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx['ge']}, got {err['input']!r}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx['le']}, got {err['input']!r}"
-    if kind == "too_short":
-        return "must not be empty"
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return "must be a mapping of keys to values"
-    if kind == "list_type":
-        return "must be a list"
-    if kind == "string_type":
-        return "must be a single value, not a list or mapping"
+    if given is None and kind.endswith(("_type", "_parsing")):
+        return _no_value(located.nulls.get(loc, ""))
+    if kind in _MESSAGES:
+        return _MESSAGES[kind].format(given=_shown_input(given), **ctx)
     return err["msg"].replace("Input should be", "must be")
 
 
-def _unknown_key(loc: tuple[Any, ...]) -> str:
+def _no_value(written: str) -> str:
+    if written:
+        # `token: null` or `token: ~`: YAML's word for "no value".
+        return (
+            f'has no value (YAML reads a plain {written} as "no value"; write'
+            f' "{written}" in quotes to mean the text)'
+        )
+    return "has no value"
+
+
+def _shown_input(given: Any) -> str:
+    return shown(given) if isinstance(given, str) else f"a {type(given).__name__}"
+
+
+def _unknown_key(loc: Path_) -> str:
     key = str(loc[-1])
     known = sorted(_fields_at(loc[:-1]))
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean `{close[0]}`?" if close else ""
     listed = ", ".join(known)
-    return f"unknown key `{key}`{hint} (known here: {listed})"
+    named = f"`{key}`" if dotted((key,)) == key else shown(key)
+    return f"unknown key {named}{hint} (known here: {listed})"
 
 
-def _fields_at(loc: tuple[Any, ...]) -> set[str]:
+def _fields_at(loc: Path_) -> set[str]:
     model: Any = Spec
     for part in loc:
         if isinstance(part, int):

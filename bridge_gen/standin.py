@@ -122,11 +122,15 @@ class StandInBroker:
         *,
         port: int | None = None,
         require_certificate: bool = True,
+        persistence: bool = False,
         mosquitto: str = "mosquitto",
     ) -> None:
         self.workdir = workdir
         self.pki = pki
         self.require_certificate = require_certificate
+        # Outage drills stop and start the stand-in; with persistence the
+        # counting subscriber's session and queue survive that.
+        self.persistence = persistence
         self._port = port if port is not None else free_port()
         self._mosquitto = mosquitto
         self._proc: _Process | None = None
@@ -161,7 +165,7 @@ class StandInBroker:
         """Return the mosquitto.conf this stand-in runs with."""
         lines = [
             "# bridge-gen stand-in broker: throwaway, loopback only.",
-            "persistence false",
+            *self._persistence_lines(),
             f"log_dest file {_conf_path(self.log_path)}",
             *(f"log_type {t}" for t in _LOG_TYPES),
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
@@ -186,6 +190,13 @@ class StandInBroker:
                 "use_identity_as_username true",
             ]
         return "\n".join(lines) + "\n"
+
+    def _persistence_lines(self) -> list[str]:
+        if not self.persistence:
+            return ["persistence false"]
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        return ["persistence true", f"persistence_location {_conf_path(data)}/"]
 
     def start(self, timeout: float = 10.0) -> None:
         """Start mosquitto and wait until a TLS client can connect."""

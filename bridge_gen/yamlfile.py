@@ -38,8 +38,12 @@ MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 
-_STD_TAGS = "tag:yaml.org,2002:"
-_NULL_TAG = "tag:yaml.org,2002:null"
+# YAML's core tags. Others (`!!python/object`, `!!binary`, `!!set`, custom
+# `!tags`) mean nothing in a spec; the non-specific `!` is a plain string.
+_CORE = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {"!", *(_CORE + t for t in ("str", "int", "float", "bool", "null"))}
+_COLLECTION_TAGS = {"!", _CORE + "map", _CORE + "seq"}
+_NULL_TAG = _CORE + "null"
 _NULLS = ("", "~", "null", "Null", "NULL")
 _MERGE = "<<"
 # What YAML allows in a stream; anything else is named with its position
@@ -57,7 +61,8 @@ class Located:
     """Plain data from a YAML file and the line/column of each path in it.
 
     `problems` holds what is wrong but did not stop the loading (a duplicate
-    key, an unsupported tag), so they can be reported with the rest.
+    key, an unsupported tag), so they can be reported with the rest;
+    `voided` the paths whose value was refused and left as None.
     """
 
     file: str
@@ -66,6 +71,7 @@ class Located:
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     nulls: dict[Path_, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    voided: set[Path_] = field(default_factory=set)
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int] | None:
         """The 1-based line and column of a path, or of its nearest parent.
@@ -106,7 +112,9 @@ def dotted(path: Path_) -> str:
     return out
 
 
-def load_file(path: Path, display: str | None = None, *, lenient: bool = False) -> Located:
+def load_file(
+    path: Path, display: str | None = None, *, lenient: bool = False
+) -> Located:
     """Read and parse one spec file; every failure is a SpecError.
 
     With `lenient`, problems that leave the data usable are returned in
@@ -148,8 +156,8 @@ def load_bytes(raw: bytes, name: str, *, lenient: bool = False) -> Located:
                     line,
                     column,
                     "",
-                    f"the character {bad.group()!r} is not allowed in YAML;"
-                    ' write it as an escape inside double quotes (e.g. "\\t")',
+                    f"the file holds the control character {bad.group()!r},"
+                    " which YAML does not allow",
                 )
             ]
         )
@@ -190,7 +198,7 @@ class _Open:
     anchor: str | None
     first_count: int
     key: str | None = None  # mappings: the key whose value comes next
-    expect_key: bool = True
+    state: str = "key"  # mappings: "key", "complex key" or "value"
     drop_value: bool = False  # the next value belongs to a refused key
 
 
@@ -213,8 +221,12 @@ class _Builder:
                 self.feed(loader.get_event())
         finally:
             loader.dispose()
-        if self.documents == 0 or self.located.data is None:
-            raise _fail(self.located.file, _EMPTY)
+        located = self.located
+        if self.documents == 0 or located.nulls.get(()) == "":
+            raise _fail(located.file, _EMPTY)
+        if not isinstance(located.data, dict):
+            line, column = located.values[()]
+            raise SpecError([Problem(located.file, line, column, "", _NOT_A_MAPPING)])
 
     def feed(self, event: yaml.Event) -> None:
         if isinstance(event, yaml.DocumentStartEvent):
@@ -241,14 +253,15 @@ class _Builder:
         return (*top.path, top.key if top.key is not None else "?")
 
     def _is_key(self) -> bool:
-        return bool(self.stack) and isinstance(self.stack[-1].value, dict) and (
-            self.stack[-1].expect_key
-        )
+        if not self.stack or isinstance(self.stack[-1].value, list):
+            return False
+        return self.stack[-1].state == "key"
 
     def _grow(self, event: yaml.Event, path: Path_, size: int) -> None:
         self.count += size
         if self.count > MAX_NODES:
-            raise self._fatal(event, path, _TOO_BIG)
+            why = _ALIASES if isinstance(event, yaml.AliasEvent) else _TOO_BIG
+            raise self._fatal(event, path, why)
 
     def _scalar(self, event: yaml.ScalarEvent) -> None:
         if self._is_key():
@@ -266,25 +279,27 @@ class _Builder:
         if tag == _NULL_TAG or (tag is None and plain and event.value in _NULLS):
             self.located.nulls[path] = event.value
             return None
-        if tag not in (None, "!") and not tag.startswith(_STD_TAGS):
-            self._report(event, path, f"the tag {tag} is not supported")
+        if tag is not None and tag not in _SCALAR_TAGS:
+            self._report(event, path, f"the tag {_short(tag)} is not supported")
+            self.located.voided.add(path)
             return None
         return event.value
 
     def _start(self, event: yaml.CollectionStartEvent) -> None:
         if self._is_key():
-            # Keep parsing the key's content, then refuse it and its value.
-            self._report(event, self._next_path(), "a key must be a plain string")
+            # Parse the key's content, then refuse it and the value after it.
+            self._report(event, self.stack[-1].path, "a key must be a plain string")
+            self.stack[-1].state = "complex key"
             self.stack[-1].drop_value = True
-            self.stack[-1].expect_key = False
         path = self._next_path()
         if len(self.stack) >= MAX_DEPTH:
-            raise self._fatal(event, path, _TOO_DEEP)
+            # No field path: at this depth it would fill the screen.
+            raise self._fatal(event, (), _TOO_DEEP)
         self._grow(event, path, 1)
         self._mark(event, path)
         tag = event.tag
-        if tag is not None and tag != "!" and not tag.startswith(_STD_TAGS):
-            self._report(event, path, f"the tag {tag} is not supported")
+        if tag is not None and tag not in _COLLECTION_TAGS:
+            self._report(event, path, f"the tag {_short(tag)} is not supported")
         empty: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
         self.stack.append(_Open(path, empty, event.anchor, self.count - 1))
         if event.anchor:
@@ -300,16 +315,18 @@ class _Builder:
         path = self._next_path()
         if self._is_key():
             self._report(event, path, "a key must be a plain string, not an alias")
+            self.stack[-1].state = "value"
             self.stack[-1].drop_value = True
-            self.stack[-1].expect_key = False
             return
         self._mark(event, path)
         name = event.anchor
         if name in self.open_anchors:
             self._report(event, path, f"the alias *{name} refers to itself")
+            self.located.voided.add(path)
             self._finish(None, None, 1)
         elif name not in self.anchors:
             self._report(event, path, f"the alias *{name} has no anchor &{name} above")
+            self.located.voided.add(path)
             self._finish(None, None, 1)
         else:
             # The anchored value is shared, not copied: memory stays bounded
@@ -321,7 +338,7 @@ class _Builder:
     def _key(self, event: yaml.ScalarEvent, key: str) -> None:
         top = self.stack[-1]
         child = (*top.path, key)
-        top.expect_key = False
+        top.state = "value"
         top.key = key
         if key == _MERGE and not event.style:
             self._report(event, child, _NO_MERGE)
@@ -344,11 +361,14 @@ class _Builder:
         if isinstance(top.value, list):
             top.value.append(value)
             return
+        if top.state == "complex key":
+            top.state = "value"
+            return
         if not top.drop_value:
             top.value[top.key] = value
         top.key = None
         top.drop_value = False
-        top.expect_key = True
+        top.state = "key"
 
     def _mark(self, event: yaml.Event, path: Path_) -> None:
         mark = event.start_mark
@@ -362,18 +382,25 @@ class _Builder:
 
 
 _EMPTY = "the file is empty; a spec starts with `version: 1`"
+_NOT_A_MAPPING = "the top level must be a mapping of keys to values"
 _SECOND_DOCUMENT = "a spec is one YAML document; a second one starts here"
 _NO_MERGE = "merge keys (`<<`) are not supported; write the keys out"
-_TOO_BIG = (
-    f"the document expands to more than {MAX_NODES} values "
-    "(aliases that multiply?); refusing to load it"
+_TOO_BIG = f"the document holds more than {MAX_NODES} values; refusing to load it"
+_ALIASES = (
+    f"aliases here expand the document to more than {MAX_NODES} values;"
+    " refusing to load it"
 )
 _TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels; refusing to load it"
 
 
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+
+
 def _too_large(size: int | None) -> str:
-    actual = f"the file is {size} bytes" if size is not None else "the file is larger"
-    return f"{actual}; the limit for a spec is {MAX_BYTES} bytes"
+    if size is None:
+        return f"the file is larger than {MAX_BYTES} bytes, the limit for a spec"
+    return f"the file is {size} bytes; the limit for a spec is {MAX_BYTES} bytes"
 
 
 def _at(name: str, event: yaml.Event, path: Path_, message: str) -> Problem:
@@ -390,8 +417,13 @@ def _position(text: str, index: int) -> tuple[int, int]:
 def _yaml_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     what = exc.problem or "is not valid YAML"
-    if exc.context:
-        what = f"{exc.context}, {what}"
+    start = exc.context_mark
+    if exc.context and start is not None:
+        # The problem shows where parsing gave up, often the end of the
+        # file; the context says where the unclosed thing began.
+        what = f"{what} ({exc.context} that starts on line {start.line + 1})"
+    elif exc.context:
+        what = f"{what} ({exc.context})"
     what = _one_line(what)
     if mark is None:
         return Problem(name, None, None, "", f"YAML syntax: {what}")
