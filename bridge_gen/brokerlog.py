@@ -16,72 +16,92 @@ class Diagnosis:
     reason: str  # what went wrong, for the user
     line: str  # the log line it was read from
     specific: bool  # False: the log says only that something failed
+    permanent: bool = False  # waiting longer will not help
 
 
-_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), reason)
-    for pattern, reason in (
-        (
-            r"certificate verify failed",
-            "TLS verification failed: the remote's certificate does not verify"
-            " against `tls.ca`, or does not name the host in `address`",
-        ),
-        (
-            r"alert (unknown ca|bad certificate|certificate required|"
-            r"certificate unknown|certificate revoked|access denied|"
-            r"certificate expired|decrypt error|handshake failure)",
-            "the remote rejected the client certificate (TLS alert: {0})",
-        ),
-        (
-            r"wrong version number|packet length too long|unexpected eof",
-            "TLS handshake failed: is the remote port a TLS port?",
-        ),
-        (
-            r"bridge-gen: cannot read (\S+)",
-            "the container cannot read {0}: check that the host file exists"
-            " and that the Docker engine may read it",
-        ),
-        (
-            r"(unable to load|cannot open|error loading).*(key|cert|ca)",
-            "mosquitto cannot load a certificate or key file: {0} ... {1}",
-        ),
-        (r"permission denied", "permission denied reading a file the broker needs"),
-        (
-            r"address already in use",
-            "the listener's port is already in use on this host: change"
-            " `local.port`, or stop what holds it",
-        ),
-        (
-            r"connection refused: (.+)",
-            "the remote refused the MQTT connection: {0}",
-        ),
-        (
-            r"error creating bridge: connection refused",
-            "connection refused: nothing accepts connections at the remote"
-            " address and port",
-        ),
-        (
-            r"(temporary failure in name resolution|name or service not known|"
-            r"unable to resolve|no address associated)",
-            "the remote's host name does not resolve ({0})",
-        ),
-        # From here on the log names no cause, only that an attempt failed.
-        (
-            r"error creating bridge: (.+)",
-            "could not connect to the remote: {0}",
-        ),
-        (
-            r"(error: .+)",
-            "mosquitto reported: {0}",
-        ),
-    )
+# (pattern, reason, permanent): most telling first. A permanent cause does
+# not go away by waiting (a file the broker cannot load), so `up` stops at
+# once; the others (the remote down, refusing) may clear on a later try.
+_TABLE: tuple[tuple[str, str, bool], ...] = (
+    (
+        r"key values mismatch",
+        "the client key in `tls.key` does not belong to the certificate in `tls.cert`",
+        True,
+    ),
+    (
+        r"problems getting password|bad decrypt|bad password",
+        "the client key is protected by a passphrase, which a bridge cannot"
+        " use: store it decrypted (openssl pkey -in KEY -out KEY.plain)",
+        True,
+    ),
+    (
+        r"bridge-gen: cannot read (\S+)",
+        "the container cannot read {0}: check that the host file exists"
+        " and that the Docker engine may read it",
+        True,
+    ),
+    (
+        r"(unable to load|cannot open|error loading)[^\"]*\"?([^\"]*)",
+        "mosquitto cannot load a TLS file: {0} {1}",
+        True,
+    ),
+    (
+        r"permission denied",
+        "permission denied reading a file the broker needs",
+        True,
+    ),
+    (
+        r"address already in use",
+        "the listener's port is already in use on this host: change"
+        " `local.port`, or stop what holds it",
+        True,
+    ),
+    (
+        r"certificate verify failed",
+        "TLS verification failed: the remote's certificate does not verify"
+        " against `tls.ca`, or does not name the host in `address`",
+        False,
+    ),
+    (
+        r"alert (unknown ca|bad certificate|certificate required|"
+        r"certificate unknown|certificate revoked|access denied|"
+        r"certificate expired|decrypt error|handshake failure)",
+        "the remote rejected the client certificate (TLS alert: {0})",
+        False,
+    ),
+    (
+        r"wrong version number|packet length too long|unexpected eof",
+        "TLS handshake failed: is the remote port a TLS port?",
+        False,
+    ),
+    (
+        r"connection refused: (.+)",
+        "the remote refused the MQTT connection: {0}",
+        False,
+    ),
+    (
+        r"error creating bridge: connection refused",
+        "connection refused: nothing accepts connections at the remote"
+        " address and port",
+        False,
+    ),
+    (
+        r"(temporary failure in name resolution|name or service not known|"
+        r"unable to resolve|no address associated)",
+        "the remote's host name does not resolve ({0})",
+        False,
+    ),
+    # From here on the log names no cause, only that an attempt failed.
+    (r"error creating bridge: (.+)", "could not connect to the remote: {0}", False),
+    (r"(error: .+)", "mosquitto reported: {0}", False),
 )
 
-
+_RULES = tuple(
+    (re.compile(pattern, re.IGNORECASE), reason, permanent)
+    for pattern, reason, permanent in _TABLE
+)
 _FIRST_VAGUE = next(
-    i
-    for i, (pattern, _) in enumerate(_RULES)
-    if "creating bridge: (" in pattern.pattern
+    i for i, rule in enumerate(_TABLE) if rule[0].startswith("error creating bridge: (")
 )
 
 
@@ -114,12 +134,14 @@ def diagnose(lines: list[str], window: int = 60) -> Diagnosis | None:
     """
     best: tuple[int, Diagnosis] | None = None
     for line in reversed(lines[-window:]):
-        for rank, (pattern, reason) in enumerate(_RULES):
+        for rank, (pattern, reason, permanent) in enumerate(_RULES):
             found = pattern.search(line)
             if found is None:
                 continue
             if best is None or rank < best[0]:
                 text = reason.format(*(g.strip(" .") for g in found.groups()))
-                best = (rank, Diagnosis(text, line.strip(), rank < _FIRST_VAGUE))
+                text = " ".join(text.split())
+                specific = rank < _FIRST_VAGUE
+                best = (rank, Diagnosis(text, line.strip(), specific, permanent))
             break
     return best[1] if best else None

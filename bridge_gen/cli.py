@@ -109,6 +109,12 @@ def main_options(
     _state["debug"] = debug
 
 
+def _quiet(path: Path) -> pipeline.Prepared:
+    # status, logs and down only need names from the spec; its warnings were
+    # shown when it was rendered or brought up.
+    return pipeline.prepare(path, files_required=False)
+
+
 def _prepare(
     path: Path, *, files_required: bool, network: Network | None = None
 ) -> pipeline.Prepared:
@@ -293,7 +299,7 @@ def status(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
 
     from bridge_gen import engine
 
-    prepared = _prepare(spec_file, files_required=False)
+    prepared = _quiet(spec_file)
     report = engine.status(engine.engine(), prepared.plan)
     healthy = report.state == "running" and all(b.connected for b in report.bridges)
     if as_json:
@@ -333,7 +339,7 @@ def logs(
     """Print the bridge container's log (the broker's, with timestamps)."""
     from bridge_gen import engine
 
-    prepared = _prepare(spec_file, files_required=False)
+    prepared = _quiet(spec_file)
     client = engine.engine()
     for line in engine.follow_logs(
         client, prepared.plan, tail=tail or "all", follow=follow
@@ -360,7 +366,7 @@ def down(
     """Stop and remove the bridge container; the data volume stays by default."""
     from bridge_gen import engine
 
-    prepared = _prepare(spec_file, files_required=False)
+    prepared = _quiet(spec_file)
     done = engine.down(engine.engine(), prepared.plan, volumes=volumes, images=images)
     for line in done or [f"gateway {prepared.plan.gateway} was not running"]:
         output.say(line)

@@ -98,14 +98,19 @@ def config_hash(
 ) -> str:
     """Changes when anything the container is made from changes."""
     digest = hashlib.sha256(f"{base_id}\0".encode())
+    # Only what the image is built from: the compose file's relative paths
+    # depend on where it is written, not on what runs.
     for item in files:
-        digest.update(f"{item.name}\0{item.mode}\0{item.text}\0".encode())
+        if item.name in IMAGE_FILES:
+            digest.update(f"{item.name}\0{item.mode}\0{item.text}\0".encode())
     digest.update(f"{plan.network}\0{plan.bind}\0{plan.port}\0".encode())
     for mount in plan.files:
         # Rotating a certificate in place must replace the container, whose
-        # entrypoint copied the old one; a digest reveals nothing of a key.
-        digest.update(f"{mount.host_path}\0".encode())
-        digest.update(hashlib.sha256(mount.host_path.read_bytes()).digest())
+        # entrypoint copied the old one. The file's identity and times tell
+        # that without reading it: a key may be readable by Docker only.
+        info = mount.host_path.stat()
+        stamp = f"{mount.host_path}\0{info.st_ino}\0{info.st_size}\0{info.st_mtime_ns}"
+        digest.update(stamp.encode())
     return digest.hexdigest()
 
 
@@ -132,9 +137,8 @@ def up(
     image = _ensure_image(client, plan, files, wanted, on_progress)
     action = "created"
     if current is not None:
-        on_progress(f"removing the old container {current.name}")
-        with _engine_errors("remove the old container"):
-            current.remove(force=True)
+        on_progress(f"replacing the old container {current.name}")
+        _remove(current)
         action = "replaced"
 
     container = _start(client, plan, image, wanted)
@@ -267,8 +271,11 @@ def _start(client, plan: GatewayPlan, image: str, wanted: str):
         return client.containers.run(image, **options)
 
 
-def bridge_states(container, plan: GatewayPlan) -> dict[str, bool]:
-    """Each bridge's connection state, as the broker itself publishes it."""
+def bridge_states(container, plan: GatewayPlan) -> dict[str, bool] | None:
+    """Each bridge's connection state, as the broker itself publishes it.
+
+    None when the broker does not answer on its local socket at all.
+    """
     topic = "$SYS/broker/connection/+/state"
     command = [
         "mosquitto_sub",
@@ -284,11 +291,15 @@ def bridge_states(container, plan: GatewayPlan) -> dict[str, bool]:
         "2",
     ]
     try:
-        _, output = container.exec_run(command)
+        code, output = container.exec_run(command)
     except docker.errors.APIError:
-        return {}
+        return None
+    text = output.decode("utf-8", "replace")
+    # 27 is mosquitto_sub's "timed out": an answer with nothing retained.
+    if code not in (0, 27) or text.startswith("Error"):
+        return None
     states: dict[str, bool] = {}
-    for line in output.decode("utf-8", "replace").splitlines():
+    for line in text.splitlines():
         parts = line.split(" ")
         if len(parts) == 2 and parts[0].startswith("$SYS/broker/connection/"):
             client_id = parts[0].split("/")[3]
@@ -305,29 +316,40 @@ def log_lines(container, *, tail: int | str = 200) -> list[str]:
 def wait_connected(
     container, plan: GatewayPlan, *, timeout: float, on_progress: Progress
 ) -> None:
+    """Return once every bridge is connected; else say why, per bridge."""
     deadline = time.monotonic() + timeout
+    container.reload()
+    restarts = container.attrs.get("RestartCount", 0)
     while True:
         container.reload()
         # A broker that dies at start is restarted by the policy; waiting
         # out the timeout would only delay the same answer.
-        restarts = container.attrs.get("RestartCount", 0)
-        if container.status in ("exited", "dead", "restarting") or restarts:
+        crashed = container.attrs.get("RestartCount", 0) > restarts
+        if crashed or container.status in ("exited", "dead", "restarting"):
             raise BridgeNotConnected(_stopped_message(container))
-        states = bridge_states(container, plan) if container.status == "running" else {}
-        waiting = [b.name for b in plan.bridges if not states.get(b.remote_clientid)]
+
+        states = bridge_states(container, plan) or {}
+        waiting = [b for b in plan.bridges if not states.get(b.remote_clientid)]
         if not waiting:
             return
-        if time.monotonic() > deadline:
-            lines = log_lines(container)
+        lines = log_lines(container)
+        stuck = [b for b in waiting if _permanent(lines, b)]
+        if stuck or time.monotonic() > deadline:
+            late = stuck or waiting
             raise BridgeNotConnected(
                 "\n".join(
-                    f"bridge {b.name} did not connect within {timeout:g} s:"
+                    f"bridge {b.name} did not connect"
+                    f"{'' if stuck else f' within {timeout:g} s'}:"
                     f" {explain(lines, b)} (see `bridge-gen logs`)"
-                    for b in plan.bridges
-                    if b.name in waiting
+                    for b in late
                 )
             )
         time.sleep(0.5)
+
+
+def _permanent(lines: list[str], bridge: BridgePlan) -> bool:
+    found = diagnose(lines_of(lines, bridge.name))
+    return bool(found and found.permanent)
 
 
 def _stopped_message(container) -> str:
@@ -368,12 +390,20 @@ def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
         return Status(plan.gateway, plan.container_name, "absent", None, None, None)
     attrs = container.attrs.get("State", {})
     running = container.status == "running"
-    states = bridge_states(container, plan) if running else {}
+    states = bridge_states(container, plan) if running else None
     lines = log_lines(container)
     bridges = []
     for bridge in plan.bridges:
-        connected = states.get(bridge.remote_clientid) if running else None
-        reason = None if connected else explain(lines, bridge)
+        if states is None:
+            connected = None
+            reason = (
+                "the broker does not answer on its local socket"
+                if running
+                else f"the container is {container.status}"
+            )
+        else:
+            connected = states.get(bridge.remote_clientid, False)
+            reason = None if connected else explain(lines, bridge)
         bridges.append(BridgeState(bridge.name, connected, reason))
     return Status(
         gateway=plan.gateway,
@@ -411,7 +441,7 @@ def down(
     container = _find(client, plan)
     with _engine_errors("remove the container"):
         if container is not None:
-            container.remove(force=True)
+            _remove(container)
             done.append(f"removed container {plan.container_name}")
         if volumes:
             try:
@@ -422,6 +452,17 @@ def down(
         if images:
             done += _remove_images(client, plan)
     return done
+
+
+def _remove(container) -> None:
+    # SIGTERM first: mosquitto writes its queue to the data volume on the
+    # way out, where SIGKILL would lose what arrived since the last autosave.
+    with _engine_errors("stop the container"):
+        if container.status == "running":
+            container.stop(timeout=20)
+        # v=True also drops the anonymous volume the base image declares for
+        # /mosquitto/log; the named data volume stays.
+        container.remove(force=True, v=True)
 
 
 def _remove_images(client, plan: GatewayPlan) -> list[str]:

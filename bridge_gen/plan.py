@@ -10,6 +10,7 @@ so the compose file and `bridge-gen up` cannot drift apart.
 from __future__ import annotations
 
 import heapq
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,7 +195,10 @@ def _mount(
     if path is None:
         return None
     name = _FILE_NAMES[role]
-    host_path = (base / path).resolve()
+    # Absolute but not resolved: a symlink (live/cert.pem) must keep
+    # pointing at whatever the rotation tool makes it point to next.
+    absolute = os.path.normpath(os.path.join(base.resolve(), path))
+    host_path = Path("/" + absolute.lstrip("/"))  # POSIX keeps a leading "//"
     broker = f"{layout.certs_dir}/{bridge}/{name}" if layout.certs_dir else None
     return FileMount(
         role=role,

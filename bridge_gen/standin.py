@@ -166,6 +166,9 @@ class StandInBroker:
         lines = [
             "# bridge-gen stand-in broker: throwaway, loopback only.",
             *self._persistence_lines(),
+            # A subscriber slower than a draining bridge must not lose what
+            # the cloud accepted: mosquitto's default keeps only 1,000.
+            "max_queued_messages 10000000",
             f"log_dest file {_conf_path(self.log_path)}",
             *(f"log_type {t}" for t in _LOG_TYPES),
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",

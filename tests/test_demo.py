@@ -21,9 +21,7 @@ def test_demo_with_the_local_binary(mosquitto_bin: str, tmp_path: Path) -> None:
         "kp1/demo-app-v1/dcx/thermo-1-token/json/42",
     ]
     assert "device  <- devices/thermo-1/status" in result.stdout
-    assert result.stdout.endswith(
-        "demo finished; everything it started is stopped\n"
-    )
+    assert result.stdout.endswith("demo finished; everything it started is stopped\n")
     # The bridge ran from a config rendered by the same templates.
     conf = (tmp_path / "bridge" / "mosquitto.conf").read_text()
     assert "bridge_keyfile " + str(tmp_path / "certs" / "client.key") in conf

@@ -1,0 +1,80 @@
+"""Reasons read from mosquitto 2.0's own log lines, as the broker wrote them."""
+
+from __future__ import annotations
+
+from bridge_gen.brokerlog import diagnose, lines_of
+
+ATTEMPT = [
+    "2026-12-04T15:59:05: Connecting bridge (step 1) kaa (127.0.0.1:18883)",
+    "2026-12-04T15:59:05: Connecting bridge (step 2) kaa (127.0.0.1:18883)",
+]
+
+
+def test_rejected_client_certificate() -> None:
+    lines = [
+        *ATTEMPT,
+        "2026-12-04T15:59:05: OpenSSL Error[0]: error:0A000418:SSL routines::"
+        "tlsv1 alert unknown ca",
+        "2026-12-04T15:59:05: Error creating bridge: Protocol error.",
+    ]
+    found = diagnose(lines)
+
+    assert found is not None
+    assert (
+        found.reason
+        == "the remote rejected the client certificate (TLS alert: unknown ca)"
+    )
+    assert found.specific and not found.permanent
+
+
+def test_vague_line_alone_is_not_specific() -> None:
+    found = diagnose(
+        [*ATTEMPT, "2026-12-04T15:58:43: Error creating bridge: Protocol error."]
+    )
+
+    assert found is not None
+    assert found.reason == "could not connect to the remote: Protocol error"
+    assert not found.specific
+
+
+def test_key_that_does_not_match_is_permanent() -> None:
+    lines = [
+        *ATTEMPT,
+        "2026-12-04T16:20:01: OpenSSL Error[0]: error:05800074:x509 certificate"
+        " routines::key values mismatch",
+        "2026-12-04T16:20:01: Error: Unable to load client key file"
+        ' "/mosquitto/certs/kaa/client.key".',
+    ]
+    found = diagnose(lines)
+
+    assert found is not None
+    assert found.reason == (
+        "the client key in `tls.key` does not belong to the certificate in `tls.cert`"
+    )
+    assert found.permanent
+
+
+def test_port_in_use() -> None:
+    found = diagnose(["2026-12-04T16:00:00: Error: Address already in use"])
+
+    assert found is not None and found.permanent
+    assert "`local.port`" in found.reason
+
+
+def test_errors_are_told_apart_per_bridge() -> None:
+    lines = [
+        "t: Connecting bridge (step 1) one (127.0.0.1:1)",
+        "t: Error creating bridge: Connection refused.",
+        "t: Connecting bridge (step 1) two (127.0.0.1:2)",
+        "t: OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed",
+    ]
+
+    one = diagnose(lines_of(lines, "one"))
+    two = diagnose(lines_of(lines, "two"))
+
+    assert one is not None and one.reason.startswith("connection refused")
+    assert two is not None and two.reason.startswith("TLS verification failed")
+
+
+def test_nothing_to_say() -> None:
+    assert diagnose([*ATTEMPT, "t: mosquitto version 2.0.11 running"]) is None
