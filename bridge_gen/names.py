@@ -281,3 +281,50 @@ def image_ref(value: str) -> str:
             " eclipse-mosquitto:2.0 or registry.local:5000/mosquitto:2.0.20)"
         )
     return value
+
+
+# Kaa names: command types are alphanumeric in KP1 (Kaa's own examples add
+# `_`); extension instance names are service names.
+COMMAND_TYPE = r"[A-Za-z0-9_]+"
+INSTANCE = r"[a-z0-9](?:[a-z0-9_-]{0,62})"
+_COMMAND_TYPE = re.compile(COMMAND_TYPE)
+_INSTANCE = re.compile(INSTANCE)
+
+
+def command_type(value: str) -> str:
+    """A Kaa command type: letters, digits and `_`."""
+    if not _COMMAND_TYPE.fullmatch(value):
+        raise ValueError(
+            f"{shown(value)} is not a Kaa command type: use letters, digits and"
+            " '_' (e.g. reboot, set_temperature)"
+        )
+    return value
+
+
+def instance_name(value: str) -> str:
+    """A Kaa extension instance name, one level of a kp1 topic."""
+    if not _INSTANCE.fullmatch(value):
+        raise ValueError(
+            f"{shown(value)} is not a Kaa extension instance name: lowercase"
+            " letters, digits, '-' and '_' (e.g. dcx, my-dcx)"
+        )
+    return value
+
+
+def topic_level(value: str) -> str:
+    """One topic level (a metric name): no `/`, no wildcards, not empty."""
+    if not value:
+        raise ValueError("may not be empty")
+    _topic_text(value, "topic level")
+    for char in "/+#":
+        if char in value:
+            raise ValueError(f"may not contain '{char}' (it is one topic level)")
+    return value
+
+
+def sub_topic(value: str) -> str:
+    """A topic below an endpoint's base: levels, no wildcards, no edge `/`."""
+    topic_name(value)
+    if value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError("must be levels joined by single '/', none empty")
+    return value

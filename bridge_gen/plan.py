@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge_gen import kp1
 from bridge_gen.spec import Bridge, Endpoint, Spec, Tls, TopicRule
 
 LABEL_PREFIX = "io.bridge-gen"
@@ -208,32 +209,50 @@ def _mount(
     )
 
 
-def kp1_topic(app_version: str, extension: str, token: str, *rest: str) -> str:
-    return "/".join(("kp1", app_version, extension, token, *rest))
+def resolve(bridge: Bridge, endpoint: Endpoint) -> kp1.Resolved:
+    """An endpoint with what it leaves unset taken from its bridge."""
+    defaults = bridge.defaults
+
+    def pick(name: str, fallback):
+        own = getattr(endpoint, name)
+        if own is not None:
+            return own
+        inherited = getattr(defaults, name)
+        return fallback if inherited is None else inherited
+
+    return kp1.Resolved(
+        base=endpoint.local,
+        token=endpoint.token,
+        app_version=endpoint.app_version or bridge.app_version or "",
+        request_id=pick("request_id", None),
+        telemetry=pick("telemetry", True),
+        metrics=tuple(pick("metrics", ())),
+        metadata=pick("metadata", False),
+        commands=tuple(pick("commands", ())),
+        config=pick("config", False),
+        ota=pick("ota", False),
+        extensions=_layered(kp1.EXTENSIONS, bridge.extensions, endpoint.extensions),
+        layout=_layered(kp1.LAYOUT, bridge.layout, endpoint.layout),
+    )
+
+
+def _layered(base: dict[str, str], *overrides) -> dict[str, str]:
+    out = dict(base)
+    for layer in overrides:
+        if layer is not None:
+            out.update({k: v for k, v in layer.model_dump().items() if v})
+    return out
 
 
 def endpoint_lines(bridge: Bridge, endpoint: Endpoint) -> list[TopicLine]:
-    """Telemetry up, and the platform's answers back to `<local>/status|error`.
-
-    Replies land on topics below the device's own, never on it, so nothing
-    the device publishes is ever sent back to it.
-    """
-    app = endpoint.app_version or bridge.app_version or ""
-    resource = (
-        ["json"] if endpoint.request_id is None else ["json", str(endpoint.request_id)]
-    )
-    remote = kp1_topic(app, "dcx", endpoint.token, *resource)
-    local = endpoint.local
-    qos = bridge.qos
-    note = f"endpoint {endpoint.token}: telemetry up, Kaa's replies down"
-
-    lines = [TopicLine("", "out", qos, local, remote, note)]
-    if endpoint.request_id is not None:
-        lines.append(
-            TopicLine("", "in", qos, f"{local}/status", f"{remote}/status", note)
-        )
-    lines.append(TopicLine("", "in", qos, f"{local}/error", f"{remote}/error", note))
-    return lines
+    """Every KP1 mapping of one endpoint, as exact-topic lines."""
+    resolved = resolve(bridge, endpoint)
+    found = kp1.routes(resolved)
+    kinds = ", ".join(dict.fromkeys(r.kind for r in found))
+    note = f"endpoint {endpoint.token}: {kinds}"
+    return [
+        TopicLine("", r.direction, bridge.qos, r.local, r.remote, note) for r in found
+    ]
 
 
 def rule_line(rule: TopicRule) -> TopicLine:

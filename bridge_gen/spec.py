@@ -101,6 +101,10 @@ ClientId = _check(names.client_id, names.CLIENT_ID)
 Image = _check(names.image_ref)
 Gateway = _check(names.gateway_name, names.GATEWAY, maxLength=names.GATEWAY_MAX)
 Direction = Literal["in", "out", "both"]
+MetricName = _check(names.topic_level, r"[^/+#\s]+")
+CommandType = _check(names.command_type, names.COMMAND_TYPE)
+Instance = _check(names.instance_name, names.INSTANCE)
+SubTopic = _check(names.sub_topic)
 
 _ADDRESS_SCHEMA = {
     "anyOf": [
@@ -132,19 +136,66 @@ class Tls(_Model):
     key: FilePath | None = Field(None, description="Client private key (PEM)")
 
 
-class Endpoint(_Model):
-    """One Kaa endpoint: a local topic carried to its KP1 telemetry topic."""
+class Extensions(_Model):
+    """Kaa extension instance names, where they differ from Kaa Cloud's."""
+
+    dcx: Instance | None = Field(None, description="Data collection; dcx")
+    epmx: Instance | None = Field(None, description="Metadata; epmx")
+    cex: Instance | None = Field(None, description="Commands; cex")
+    cmx: Instance | None = Field(None, description="Configuration; cmx")
+    cmx_ota: Instance | None = Field(None, description="Software updates; cmx_ota")
+
+
+class LocalLayout(_Model):
+    """Where each kind of mapping lives locally, below an endpoint's topic."""
+
+    metrics: SubTopic | None = Field(None, description="Plain metrics; metrics")
+    metadata: SubTopic | None = Field(None, description="Metadata; metadata")
+    commands: SubTopic | None = Field(None, description="Commands; commands")
+    config: SubTopic | None = Field(None, description="Configuration; config")
+    ota: SubTopic | None = Field(None, description="Software updates; ota")
+
+
+class Kinds(_Model):
+    """Which KP1 mappings an endpoint has; unset means inherit."""
+
+    request_id: RequestId | None = Field(
+        None,
+        description="Added to every request, so Kaa answers on .../<id>/status",
+    )
+    telemetry: Bool | None = Field(
+        None, description="<local> up to dcx json; default true"
+    )
+    metrics: list[MetricName] | None = Field(
+        None, description="<local>/metrics/<name> up to dcx plain/<name>"
+    )
+    metadata: Bool | None = Field(
+        None, description="<local>/metadata/<request> to and from epmx"
+    )
+    commands: list[CommandType] | None = Field(
+        None, description="Command types pushed down to <local>/commands/<type>"
+    )
+    config: Bool | None = Field(
+        None, description="Configuration (cmx) on <local>/config"
+    )
+    ota: Bool | None = Field(
+        None, description="Software updates (cmx_ota) on <local>/ota"
+    )
+
+
+class Endpoint(Kinds):
+    """One Kaa endpoint: a device's local topic and its KP1 mappings."""
 
     local: TopicName = Field(
-        description="The exact local topic the device publishes on"
+        description="The exact local topic the device publishes telemetry on;"
+        " the base of its other topics"
     )
     token: Token = Field(description="Kaa endpoint token")
     app_version: AppVersion | None = Field(
         None, description="Kaa application version; defaults to the bridge's"
     )
-    request_id: RequestId | None = Field(
-        None, description="Adds /<id> so Kaa answers on .../status or .../error"
-    )
+    extensions: Extensions | None = None
+    layout: LocalLayout | None = None
 
 
 class TopicRule(_Model):
@@ -176,6 +227,11 @@ class Bridge(_Model):
         None, description="Client id at the remote; <gateway>-<name> by default"
     )
     keepalive: Keepalive = Field(60, description="Seconds between pings")
+    defaults: Kinds = Field(
+        Kinds(), description="Mappings every endpoint of this bridge has"
+    )
+    extensions: Extensions = Extensions()
+    layout: LocalLayout = LocalLayout()
     endpoints: list[Endpoint] = []
     topics: list[TopicRule] = []
 

@@ -97,18 +97,24 @@ def tally(cloud: StandInBroker, throwaway_pki: Pki) -> Iterator[Tally]:
         keyfile=str(throwaway_pki.client_key),
     )
     client.reconnect_delay_set(0.2, 1)
+    subscribed = threading.Event()
     client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
     client.on_message = lambda _c, _u, msg: found.add(msg.payload)
     client.connect("127.0.0.1", cloud.port)
     client.loop_start()
+    assert subscribed.wait(10), "the counter could not subscribe"
     yield found
     client.disconnect()
     client.loop_stop()
 
 
 @pytest.fixture
-def bridge(tmp_path, cloud, throwaway_pki, docker_client) -> Iterator[dict]:
-    """A running bridge container for a unique gateway; removed afterwards."""
+def bridge(tmp_path, cloud, tally, throwaway_pki, docker_client) -> Iterator[dict]:
+    """A running bridge container for a unique gateway; removed afterwards.
+
+    It asks for `tally` so the counter subscribes before anything is sent.
+    """
     gateway = f"drill-{uuid.uuid4().hex[:8]}"
     port = free_port()
     spec = tmp_path / "spec.yaml"

@@ -138,10 +138,42 @@ bridges:
       ca: {ca}
       cert: {cert}
       key: {key}
+    defaults:
+      metrics: [{defaults_metric}]
+      commands: [{defaults_command}]
+      metadata: true
+      config: true
+      ota: true
+    extensions:
+      dcx: {ext_dcx}
+      epmx: {ext_epmx}
+      cex: {ext_cex}
+      cmx: {ext_cmx}
+      cmx_ota: {ext_cmx_ota}
+    layout:
+      metrics: {lay_metrics}
+      metadata: {lay_metadata}
+      commands: {lay_commands}
+      config: {lay_config}
+      ota: {lay_ota}
     endpoints:
       - local: {local}
         token: {token}
         request_id: 7
+        metrics: [{metric}]
+        commands: [{command}]
+        extensions:
+          dcx: {ep_dcx}
+          epmx: {ep_epmx}
+          cex: {ep_cex}
+          cmx: {ep_cmx}
+          cmx_ota: {ep_cmx_ota}
+        layout:
+          metrics: {ep_metrics}
+          metadata: {ep_metadata}
+          commands: {ep_commands}
+          config: {ep_config}
+          ota: {ep_ota}
       - local: dev/zqc
         token: tok-zqd
         app_version: {endpoint_app_version}
@@ -169,6 +201,30 @@ PLAIN = {
     "pattern": "pat-zq8/#",
     "local_prefix": "lp-zq9/",
     "remote_prefix": "rp-zqa/",
+    "defaults_metric": "xkda",
+    "defaults_command": "xkdb",
+    "ext_dcx": "xkea",
+    "ext_epmx": "xkeb",
+    "ext_cex": "xkec",
+    "ext_cmx": "xked",
+    "ext_cmx_ota": "xkee",
+    "lay_metrics": "xkla",
+    "lay_metadata": "xklb",
+    "lay_commands": "xklc",
+    "lay_config": "xkld",
+    "lay_ota": "xkle",
+    "metric": "xkma",
+    "command": "xkmb",
+    "ep_dcx": "xkpa",
+    "ep_epmx": "xkpb",
+    "ep_cex": "xkpc",
+    "ep_cmx": "xkpd",
+    "ep_cmx_ota": "xkpe",
+    "ep_metrics": "xkqa",
+    "ep_metadata": "xkqb",
+    "ep_commands": "xkqc",
+    "ep_config": "xkqd",
+    "ep_ota": "xkqe",
 }
 
 FIELD_PATHS = {
@@ -188,6 +244,30 @@ FIELD_PATHS = {
     "pattern": "bridges[0].topics[0].pattern",
     "local_prefix": "bridges[0].topics[0].local_prefix",
     "remote_prefix": "bridges[0].topics[0].remote_prefix",
+    "defaults_metric": "bridges[0].defaults.metrics[0]",
+    "defaults_command": "bridges[0].defaults.commands[0]",
+    "ext_dcx": "bridges[0].extensions.dcx",
+    "ext_epmx": "bridges[0].extensions.epmx",
+    "ext_cex": "bridges[0].extensions.cex",
+    "ext_cmx": "bridges[0].extensions.cmx",
+    "ext_cmx_ota": "bridges[0].extensions.cmx_ota",
+    "lay_metrics": "bridges[0].layout.metrics",
+    "lay_metadata": "bridges[0].layout.metadata",
+    "lay_commands": "bridges[0].layout.commands",
+    "lay_config": "bridges[0].layout.config",
+    "lay_ota": "bridges[0].layout.ota",
+    "metric": "bridges[0].endpoints[0].metrics[0]",
+    "command": "bridges[0].endpoints[0].commands[0]",
+    "ep_dcx": "bridges[0].endpoints[0].extensions.dcx",
+    "ep_epmx": "bridges[0].endpoints[0].extensions.epmx",
+    "ep_cex": "bridges[0].endpoints[0].extensions.cex",
+    "ep_cmx": "bridges[0].endpoints[0].extensions.cmx",
+    "ep_cmx_ota": "bridges[0].endpoints[0].extensions.cmx_ota",
+    "ep_metrics": "bridges[0].endpoints[0].layout.metrics",
+    "ep_metadata": "bridges[0].endpoints[0].layout.metadata",
+    "ep_commands": "bridges[0].endpoints[0].layout.commands",
+    "ep_config": "bridges[0].endpoints[0].layout.config",
+    "ep_ota": "bridges[0].endpoints[0].layout.ota",
 }
 assert set(FIELD_PATHS) == set(PLAIN)
 
@@ -269,6 +349,25 @@ VALID = {
 VALID["cert"] = VALID["key"] = VALID["ca"]
 VALID["remote_prefix"] = VALID["local_prefix"]
 VALID["endpoint_app_version"] = VALID["app_version"]
+
+
+def kp1_names() -> set[str]:
+    return {"dcx", "epmx", "cex", "cmx", "cmx_ota"}
+
+
+LEVEL = st.text(st.sampled_from("ab-_'\"é:$!."), min_size=1)
+COMMAND = st.from_regex(names.COMMAND_TYPE, fullmatch=True)
+INSTANCE = st.from_regex(names.INSTANCE, fullmatch=True)
+SUB_TOPIC = st.lists(LEVEL, min_size=1, max_size=3).map("/".join)
+for _key in ("defaults_metric", "metric"):
+    VALID[_key] = LEVEL
+for _key in ("defaults_command", "command"):
+    VALID[_key] = COMMAND
+for _key in PLAIN:
+    if _key.startswith(("ext_", "ep_")) and _key.split("_", 1)[1] in kp1_names():
+        VALID[_key] = INSTANCE
+    elif _key.startswith(("lay_", "ep_")):
+        VALID[_key] = SUB_TOPIC
 
 
 def values(key: str) -> st.SearchStrategy[str]:
