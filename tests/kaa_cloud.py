@@ -3,8 +3,7 @@
 :class:`KaaCloud` connects to the stand-in broker as one more TLS client,
 subscribes to ``kp1/#`` and plays the extension services behind Kaa's MQTT
 service: dcx (data collection), epmx (metadata), cex (commands), cmx and
-cmx_ota (configuration). It follows /work/shared/KAA-KP1.md and the KP1
-RFCs it is drawn from:
+cmx_ota (configuration), as Kaa's KP1 protocol RFCs describe them:
 
 - a request with an id is answered on its topic + ``/status`` or ``/error``;
 - a request without an id gets no success reply (1/KP: it SHOULD NOT), but
