@@ -136,6 +136,15 @@ def _summary(prepared: pipeline.Prepared) -> str:
     )
 
 
+def _capacity(prepared: pipeline.Prepared) -> str:
+    plan = prepared.plan
+    qos0 = "QoS 0 too" if plan.queue_qos0 else "QoS 0 dropped"
+    return (
+        f"offline, each bridge holds up to {plan.buffer_messages} messages"
+        f" ({qos0})"
+    )
+
+
 @app.command()
 @boundary
 def validate(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
@@ -149,7 +158,7 @@ def validate(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
         _validate_json(spec_file)
         return
     prepared = _prepare(spec_file, files_required=False)
-    output.say(f"{spec_file}: valid; {_summary(prepared)}")
+    output.say(f"{spec_file}: valid; {_summary(prepared)}; {_capacity(prepared)}")
 
 
 def _validate_json(spec_file: Path) -> None:
@@ -239,6 +248,7 @@ def plan_command(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
         ],
     )
     output.say(_summary(prepared))
+    output.say(_capacity(prepared))
 
 
 _ARROWS = {"out": "->", "in": "<-", "both": "<->"}
@@ -325,6 +335,17 @@ def _print_status(report: Any) -> None:
         table.add_row(bridge.name, state[bridge.connected], bridge.reason or "")
     if report.bridges:
         output.out.print(table)
+    if report.stored_messages is not None:
+        output.say(
+            f"buffer: {report.stored_messages} message(s) held; up to"
+            f" {report.buffer_limit} per bridge while its remote is down"
+        )
+    if report.dropped_warnings:
+        output.say(
+            f"DROPPED: the broker logged {report.dropped_warnings} time(s) that"
+            f" the buffer was full, last at {report.last_drop}; raise"
+            " buffer.messages"
+        )
 
 
 @app.command()

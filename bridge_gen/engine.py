@@ -55,6 +55,10 @@ class Status:
     started_at: str | None
     image: str | None
     bridges: tuple[BridgeState, ...] = field(default_factory=tuple)
+    stored_messages: int | None = None  # held by the broker now, all clients
+    buffer_limit: int | None = None  # per bridge, from the spec
+    dropped_warnings: int = 0  # "messages are being dropped" in the log
+    last_drop: str | None = None
 
 
 def engine() -> docker.DockerClient:
@@ -276,20 +280,25 @@ def bridge_states(container, plan: GatewayPlan) -> dict[str, bool] | None:
 
     None when the broker does not answer on its local socket at all.
     """
-    topic = "$SYS/broker/connection/+/state"
+    found = broker_sys(container, plan)
+    if found is None:
+        return None
+    prefix = "$SYS/broker/connection/"
+    return {
+        topic[len(prefix) :].split("/")[0]: value == "1"
+        for topic, value in found.items()
+        if topic.startswith(prefix) and topic.endswith("/state")
+    }
+
+
+def broker_sys(container, plan: GatewayPlan) -> dict[str, str] | None:
+    """The broker's retained $SYS values that bridge-gen reads, or None."""
     command = [
-        "mosquitto_sub",
-        "--unix",
-        plan.layout.socket,
-        "-i",
-        "bridge-gen-status",
-        "-t",
-        topic,
-        "-v",
-        "--retained-only",
-        "-W",
-        "2",
-    ]
+        "mosquitto_sub", "--unix", plan.layout.socket, "-i", "bridge-gen-status",
+        "-t", "$SYS/broker/connection/+/state",
+        "-t", "$SYS/broker/store/messages/count",
+        "-v", "--retained-only", "-W", "2",
+    ]  # fmt: skip
     try:
         code, output = container.exec_run(command)
     except docker.errors.APIError:
@@ -298,13 +307,8 @@ def bridge_states(container, plan: GatewayPlan) -> dict[str, bool] | None:
     # 27 is mosquitto_sub's "timed out": an answer with nothing retained.
     if code not in (0, 27) or text.startswith("Error"):
         return None
-    states: dict[str, bool] = {}
-    for line in text.splitlines():
-        parts = line.split(" ")
-        if len(parts) == 2 and parts[0].startswith("$SYS/broker/connection/"):
-            client_id = parts[0].split("/")[3]
-            states[client_id] = parts[1] == "1"
-    return states
+    pairs = (line.split(" ", 1) for line in text.splitlines() if " " in line)
+    return {topic: value.strip() for topic, value in pairs}
 
 
 def log_lines(container, *, tail: int | str = 200) -> list[str]:
@@ -390,8 +394,10 @@ def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
         return Status(plan.gateway, plan.container_name, "absent", None, None, None)
     attrs = container.attrs.get("State", {})
     running = container.status == "running"
-    states = bridge_states(container, plan) if running else None
-    lines = log_lines(container)
+    numbers = broker_sys(container, plan) if running else None
+    states = bridge_states(container, plan) if numbers is not None else None
+    lines = log_lines(container, tail=2000)
+    drops = [line for line in lines if "messages are being dropped" in line]
     bridges = []
     for bridge in plan.bridges:
         if states is None:
@@ -413,7 +419,15 @@ def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
         started_at=attrs.get("StartedAt"),
         image=(container.image.tags or [container.image.short_id])[0],
         bridges=tuple(bridges),
+        stored_messages=_int((numbers or {}).get("$SYS/broker/store/messages/count")),
+        buffer_limit=plan.buffer_messages,
+        dropped_warnings=len(drops),
+        last_drop=drops[-1].split(": ", 1)[0] if drops else None,
     )
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
 
 
 def follow_logs(

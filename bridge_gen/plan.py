@@ -25,9 +25,8 @@ SOCKET = f"{RUN_DIR}/local.sock"
 DATA_DIR = "/mosquitto/data"
 CONF_PATH = "/mosquitto/config/mosquitto.conf"
 
-# mosquitto's default of 1,000 queued messages per client silently drops
-# newer messages during an outage; this holds minutes of a busy gateway.
-MAX_QUEUED_MESSAGES = 100_000
+# A crash (not a stop) loses what arrived since the last save; a save writes
+# the whole queue, so this trades a few seconds of exposure against I/O.
 AUTOSAVE_SECONDS = 5
 
 
@@ -119,6 +118,8 @@ class GatewayPlan:
     bind: str
     allow_anonymous: bool
     bridges: tuple[BridgePlan, ...]
+    buffer_messages: int = 100_000
+    queue_qos0: bool = True
     layout: Layout = CONTAINER
 
     @property
@@ -164,6 +165,8 @@ def plan(
         bind=spec.local.bind,
         allow_anonymous=spec.local.allow_anonymous,
         bridges=tuple(_bridge(spec, b, spec_dir, layout) for b in spec.bridges),
+        buffer_messages=spec.buffer.messages,
+        queue_qos0=spec.buffer.qos0 == "queue",
         layout=layout,
     )
 

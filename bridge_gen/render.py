@@ -106,7 +106,6 @@ def render(plan: GatewayPlan, out_dir: Path) -> tuple[RenderedFile, ...]:
         "data_dir": plans.DATA_DIR,
         "secrets_in": plans.SECRETS_IN,
         "autosave": plans.AUTOSAVE_SECONDS,
-        "max_queued": plans.MAX_QUEUED_MESSAGES,
     }
     relative = functools.partial(_relative, base=base)
     out = []

@@ -244,6 +244,19 @@ class Container(_Model):
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
 
 
+class Buffer(_Model):
+    """What the gateway holds for a remote while the link is down."""
+
+    messages: _number(ge=1000, le=100_000_000) = Field(
+        100_000,
+        description="Messages queued per bridge while its remote is"
+        " unreachable; beyond that the newest are dropped and logged",
+    )
+    qos0: Literal["queue", "drop"] = Field(
+        "queue", description="Queue QoS 0 messages too while the link is down"
+    )
+
+
 class Spec(_Model):
     """A gateway: one local broker bridged to one or more remotes."""
 
@@ -251,6 +264,7 @@ class Spec(_Model):
     gateway: Gateway
     local: Local = Local()
     container: Container = Container()
+    buffer: Buffer = Buffer()
     bridges: list[Bridge] = Field(min_length=1)
 
 

@@ -103,7 +103,8 @@ def test_validate_prints_one_summary_line(runner: CliRunner, spec_dir: Path) -> 
     assert result.exit_code == 0
     assert result.stdout == (
         f"{spec}: valid; gateway kaa-tutorial: 1 bridge(s), 1 endpoint(s),"
-        " 3 topic line(s)\n"
+        " 3 topic line(s); offline, each bridge holds up to 100000 messages"
+        " (QoS 0 too)\n"
     )
 
 

@@ -187,6 +187,23 @@ def test_container_restart_and_kill_during_backlog(
     assert report["lost"] == 0
 
 
+def test_full_buffer_is_reported_and_the_broker_keeps_running(bridge, cloud) -> None:
+    spec = bridge["spec"]
+    spec.write_text(spec.read_text() + "buffer: {messages: 1000}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["up", str(spec), "--network", "host"]).exit_code == 0
+
+    cloud.stop()
+    publish(bridge["port"], 0, 3_000)
+    status = runner.invoke(app, ["status", str(spec)])
+
+    assert "DROPPED: the broker logged" in status.stdout
+    assert "raise buffer.messages" in status.stdout
+    # Still serving devices.
+    publish(bridge["port"], 3_000, 10)
+    assert "running" in status.stdout.splitlines()[0]
+
+
 def test_burst_with_the_link_up(bridge, tally) -> None:
     publish(bridge["port"], 0, 100_000)
     wait_all(tally, 100_000, timeout=300)
