@@ -162,14 +162,21 @@ def kaa_token(value: str) -> str:
     return value
 
 
+def _matching(value: str, pattern: str, what: str) -> str:
+    """`value` if `pattern` matches all of it; else `what` says the rule."""
+    if not re.fullmatch(pattern, value):
+        raise ValueError(f"{shown(value)} is not {what}")
+    return value
+
+
 def app_version(value: str) -> str:
     """A Kaa application version name: lowercase letters, digits, - and _."""
-    if not re.fullmatch(APP_VERSION, value):
-        raise ValueError(
-            f"{shown(value)} is not a Kaa application version name: use lowercase"
-            " letters, digits, '-' and '_' (e.g. my-app-v1)"
-        )
-    return value
+    return _matching(
+        value,
+        APP_VERSION,
+        "a Kaa application version name: use lowercase letters, digits, '-'"
+        " and '_' (e.g. my-app-v1)",
+    )
 
 
 def gateway_name(value: str) -> str:
@@ -185,22 +192,22 @@ def gateway_name(value: str) -> str:
 
 def bridge_name(value: str) -> str:
     """A mosquitto connection name, also part of paths and client ids."""
-    if not re.fullmatch(BRIDGE, value):
-        raise ValueError(
-            f"{shown(value)} is not a bridge name: start with a letter or digit,"
-            " then letters, digits, '-' or '_', 64 at most"
-        )
-    return value
+    return _matching(
+        value,
+        BRIDGE,
+        "a bridge name: start with a letter or digit, then letters, digits,"
+        " '-' or '_', 64 at most",
+    )
 
 
 def client_id(value: str) -> str:
     """An MQTT client id; bridge-gen reads `$SYS/.../<id>/state` by it."""
-    if not re.fullmatch(CLIENT_ID, value):
-        raise ValueError(
-            f"{shown(value)} is not a client id: start with a letter or digit,"
-            " then letters, digits, '.', '-' or '_', 128 at most"
-        )
-    return value
+    return _matching(
+        value,
+        CLIENT_ID,
+        "a client id: start with a letter or digit, then letters, digits, '.',"
+        " '-' or '_', 128 at most",
+    )
 
 
 def host(value: str) -> str:
@@ -287,28 +294,26 @@ def image_ref(value: str) -> str:
 # `_`); extension instance names are service names.
 COMMAND_TYPE = r"[A-Za-z0-9_]+"
 INSTANCE = r"[a-z0-9](?:[a-z0-9_-]{0,62})"
-_COMMAND_TYPE = re.compile(COMMAND_TYPE)
-_INSTANCE = re.compile(INSTANCE)
 
 
 def command_type(value: str) -> str:
     """A Kaa command type: letters, digits and `_`."""
-    if not _COMMAND_TYPE.fullmatch(value):
-        raise ValueError(
-            f"{shown(value)} is not a Kaa command type: use letters, digits and"
-            " '_' (e.g. reboot, set_temperature)"
-        )
-    return value
+    return _matching(
+        value,
+        COMMAND_TYPE,
+        "a Kaa command type: use letters, digits and '_' (e.g. reboot,"
+        " set_temperature)",
+    )
 
 
 def instance_name(value: str) -> str:
     """A Kaa extension instance name, one level of a kp1 topic."""
-    if not _INSTANCE.fullmatch(value):
-        raise ValueError(
-            f"{shown(value)} is not a Kaa extension instance name: lowercase"
-            " letters, digits, '-' and '_' (e.g. dcx, my-dcx)"
-        )
-    return value
+    return _matching(
+        value,
+        INSTANCE,
+        "a Kaa extension instance name: lowercase letters, digits, '-' and '_'"
+        " (e.g. dcx, my-dcx)",
+    )
 
 
 def topic_level(value: str) -> str:
