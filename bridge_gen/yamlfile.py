@@ -417,6 +417,12 @@ def _position(text: str, index: int) -> tuple[int, int]:
 def _yaml_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     what = exc.problem or "is not valid YAML"
+    if "maximum nesting depth" in what:
+        # Newer libyaml (PyYAML 6.0.4) stops deep nesting itself, before
+        # our own depth check sees it; say the same thing either way.
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        return Problem(name, line, column, "", _TOO_DEEP)
     start = exc.context_mark
     if exc.context and start is not None:
         # The problem shows where parsing gave up, often the end of the
