@@ -257,7 +257,11 @@ def _start(client, plan: GatewayPlan, image: str, wanted: str):
         "detach": True,
         "labels": {**plan.labels(), HASH_LABEL: wanted},
         "mounts": mounts,
-        "tmpfs": {plans.CERTS_DIR: "size=1m", plans.RUN_DIR: "size=1m"},
+        "tmpfs": {path: "size=1m" for path in plans.TMPFS},
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "cap_add": list(plans.CAPABILITIES),
+        "security_opt": ["no-new-privileges"],
     }
     if plan.restart != "no":
         options["restart_policy"] = {"Name": plan.restart}

@@ -25,6 +25,14 @@ SOCKET = f"{RUN_DIR}/local.sock"
 DATA_DIR = "/mosquitto/data"
 CONF_PATH = "/mosquitto/config/mosquitto.conf"
 
+# The container drops every capability but those its start needs: the
+# entrypoints copy root-owned keys (DAC_OVERRIDE) and hand them and the
+# data folder to the broker's user (CHOWN, FOWNER), and mosquitto switches
+# to that user (SETUID, SETGID). Its root file system is read-only; it
+# writes only to the data volume and two small memory-only folders.
+CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+TMPFS = (CERTS_DIR, RUN_DIR, "/tmp")
+
 # A crash (not a stop) loses what arrived since the last save; a save writes
 # the whole queue, so this trades a few seconds of exposure against I/O.
 AUTOSAVE_SECONDS = 5

@@ -106,6 +106,8 @@ def render(plan: GatewayPlan, out_dir: Path) -> tuple[RenderedFile, ...]:
         "data_dir": plans.DATA_DIR,
         "secrets_in": plans.SECRETS_IN,
         "autosave": plans.AUTOSAVE_SECONDS,
+        "tmpfs": plans.TMPFS,
+        "capabilities": plans.CAPABILITIES,
     }
     relative = functools.partial(_relative, base=base)
     out = []

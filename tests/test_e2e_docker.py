@@ -151,6 +151,35 @@ def test_up_carries_telemetry_and_replies_then_down(
     assert f"removed volume bridge-gen-{gateway}-data" in purge.stdout
 
 
+def test_key_stays_out_of_the_image_and_the_container_is_locked_down(
+    tmp_path: Path,
+    gateway: str,
+    standin_broker: StandInBroker,
+    throwaway_pki: Pki,
+    docker_client,
+) -> None:
+    spec, _ = write_spec(tmp_path, gateway, standin_broker.port, throwaway_pki)
+    up = CliRunner().invoke(app, ["up", str(spec), "--network", "host"])
+    assert up.exit_code == 0, up.output
+    container = docker_client.containers.get(f"bridge-gen-{gateway}")
+
+    # No byte of the key's PEM body in any layer of the saved image.
+    body = throwaway_pki.client_key.read_text().splitlines()[1].encode()
+    saved = b"".join(container.image.save(named=False))
+    assert body not in saved
+    assert body not in json.dumps(container.attrs).encode()
+
+    # The broker reads its own copy, on a memory-only file system.
+    code, out = container.exec_run(
+        ["stat", "-c", "%a %U", "/mosquitto/certs/kaa/client.key"]
+    )
+    assert (code, out.decode().strip()) == (0, "400 mosquitto")
+    host = container.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+
+
 def test_up_with_a_changed_spec_replaces_the_container(
     tmp_path: Path,
     gateway: str,
