@@ -134,7 +134,7 @@ def make_throwaway_pki(
     server_dns: Iterable[str] = ("localhost",),
     server_ips: Iterable[str] = ("127.0.0.1",),
     client_cn: str = "bridge-gen-client",
-    valid_days: int = 30,
+    valid_days: int = 365,
 ) -> Pki:
     """Write a CA, a server and a client certificate into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
