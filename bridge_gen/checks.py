@@ -1,0 +1,116 @@
+"""`bridge-gen check`: what would stop this gateway, found before it runs.
+
+Each finding has a severity, the spec field it concerns and what to do.
+Certificates and keys are read here; the Docker engine, the local port
+and the remote's name are asked about; with `connect`, each remote gets a
+real TLS and MQTT connection with the bridge's own certificate.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from bridge_gen import certcheck, probe
+from bridge_gen.plan import BridgePlan, GatewayPlan
+
+
+@dataclass(frozen=True)
+class Check:
+    severity: str  # error, warning or ok
+    field: str
+    message: str
+
+
+def check(
+    plan: GatewayPlan,
+    *,
+    offline: bool,
+    connect: bool,
+    expiry_days: int,
+    docker_probe=None,
+) -> list[Check]:
+    """Every finding for one gateway; `docker_probe` reports on the engine."""
+    found: list[Check] = []
+    for i, bridge in enumerate(plan.bridges):
+        found += _tls(i, bridge, expiry_days)
+        if not offline:
+            found += _resolves(i, bridge)
+        if connect:
+            found += _connects(i, bridge)
+    found.append(_port(plan))
+    if docker_probe is not None:
+        found += docker_probe(plan)
+    return found
+
+
+def _tls(i: int, bridge: BridgePlan, expiry_days: int) -> list[Check]:
+    if bridge.ca is None:
+        return [Check("warning", f"bridges[{i}].tls", "no TLS: traffic is plain")]
+    findings = certcheck.check_files(
+        bridge.ca.host_path,
+        bridge.cert.host_path if bridge.cert else None,
+        bridge.key.host_path if bridge.key else None,
+        expiry_days=expiry_days,
+    )
+    return [
+        Check(f.severity, f"bridges[{i}].tls.{f.role}", f.message) for f in findings
+    ]
+
+
+def _resolves(i: int, bridge: BridgePlan) -> list[Check]:
+    out = []
+    for address in bridge.addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            out.append(
+                Check(
+                    "error",
+                    f"bridges[{i}].address",
+                    f"{host} does not resolve ({exc.strerror})",
+                )
+            )
+            continue
+        out.append(Check("ok", f"bridges[{i}].address", f"{host} resolves"))
+    return out
+
+
+def _connects(i: int, bridge: BridgePlan) -> list[Check]:
+    tls = None
+    if bridge.ca:
+        tls = probe.Tls(
+            bridge.ca.host_path,
+            bridge.cert.host_path if bridge.cert else None,
+            bridge.key.host_path if bridge.key else None,
+        )
+    out = []
+    for address in bridge.addresses:
+        host, _, port = address.rpartition(":")
+        failed = probe.probe(host, int(port), tls)
+        field = f"bridges[{i}].address"
+        if failed:
+            out.append(Check("error", field, f"{address}: {failed}"))
+        else:
+            out.append(
+                Check("ok", field, f"{address} accepted the bridge's connection")
+            )
+    return out
+
+
+def _port(plan: GatewayPlan) -> Check:
+    # Bind where the broker will listen; a running bridge-gen container of
+    # this gateway holding it is expected, so this is only a warning.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((plan.bind, plan.port))
+        except OSError as exc:
+            return Check(
+                "warning",
+                "local.port",
+                f"{plan.bind}:{plan.port} is in use ({exc.strerror}); fine if it"
+                " is this gateway's own bridge, else pick another port",
+            )
+    return Check("ok", "local.port", f"{plan.bind}:{plan.port} is free")
