@@ -30,7 +30,9 @@ def test_the_real_broker_accepts_and_refuses(
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
+        f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+        f"password_file {passwords}\n" + ("user root\n" if os.geteuid() == 0 else "")
+        # As root, stay root: pytest's folders are closed to `mosquitto`.
     )
     broker = subprocess.Popen(
         [mosquitto_bin, "-c", str(conf)], stderr=subprocess.DEVNULL
