@@ -53,6 +53,24 @@ NetworkOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+GatewayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway",
+        "-g",
+        help="In a fleet file, the gateway to act on; needed when it holds several.",
+        show_default=False,
+    ),
+]
+AllOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway",
+        "-g",
+        help="In a fleet file, only this gateway; by default all of them.",
+        show_default=False,
+    ),
+]
 
 _state = {"debug": False}
 
@@ -109,23 +127,43 @@ def main_options(
     _state["debug"] = debug
 
 
-def _quiet(path: Path) -> pipeline.Prepared:
+def _quiet(path: Path, gateway: str | None) -> pipeline.Prepared:
     # status, logs and down only need names from the spec; its warnings were
     # shown when it was rendered or brought up.
-    return pipeline.prepare(path, files_required=False)
+    return pipeline.prepare(path, files_required=False, gateway=gateway)
 
 
 def _prepare(
-    path: Path, *, files_required: bool, network: Network | None = None
+    path: Path,
+    *,
+    files_required: bool,
+    network: Network | None = None,
+    gateway: str | None = None,
 ) -> pipeline.Prepared:
     prepared = pipeline.prepare(
         path,
         files_required=files_required,
         network=network.value if network else None,
+        gateway=gateway,
     )
     for problem in prepared.warnings:
         output.warn(str(problem))
     return prepared
+
+
+def _prepare_all(
+    path: Path, gateway: str | None, network: Network | None = None
+) -> pipeline.Gateways:
+    """One gateway when named, else every gateway in the file."""
+    if gateway is not None:
+        one = _prepare(path, files_required=False, network=network, gateway=gateway)
+        return pipeline.Gateways(one.fleet, (one,), ())
+    found = pipeline.prepare_all(
+        path, files_required=False, network=network.value if network else None
+    )
+    for problem in found.warnings:
+        output.warn(str(problem))
+    return found
 
 
 def _summary(prepared: pipeline.Prepared) -> str:
@@ -139,47 +177,58 @@ def _summary(prepared: pipeline.Prepared) -> str:
 def _capacity(prepared: pipeline.Prepared) -> str:
     plan = prepared.plan
     qos0 = "QoS 0 too" if plan.queue_qos0 else "QoS 0 dropped"
-    return (
-        f"offline, each bridge holds up to {plan.buffer_messages} messages"
-        f" ({qos0})"
-    )
+    return f"offline, each bridge holds up to {plan.buffer_messages} messages ({qos0})"
 
 
 @app.command()
 @boundary
-def validate(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
+def validate(
+    spec_file: SpecArg, as_json: JsonOpt = False, gateway: AllOpt = None
+) -> None:
     """Check a spec with every check `render` and `up` run; write nothing.
 
     Problems are listed all at once as FILE:LINE:COLUMN: FIELD: MESSAGE,
     and the exit code is 2. Certificate files that do not exist yet are
-    warnings here and errors for `up`.
+    warnings here and errors for `up`. A fleet file: every gateway, one
+    line each, unless --gateway names one.
     """
     if as_json:
-        _validate_json(spec_file)
+        _validate_json(spec_file, gateway)
         return
-    prepared = _prepare(spec_file, files_required=False)
-    output.say(f"{spec_file}: valid; {_summary(prepared)}; {_capacity(prepared)}")
+    for prepared in _prepare_all(spec_file, gateway).gateways:
+        output.say(f"{spec_file}: valid; {_summary(prepared)}; {_capacity(prepared)}")
 
 
-def _validate_json(spec_file: Path) -> None:
+def _validate_json(spec_file: Path, gateway: str | None) -> None:
     # Scripts get JSON on stdout either way; the exit code still says 2.
     try:
-        prepared = pipeline.prepare(spec_file, files_required=False)
+        if gateway is None:
+            found = pipeline.prepare_all(spec_file, files_required=False)
+        else:
+            one = pipeline.prepare(spec_file, files_required=False, gateway=gateway)
+            found = pipeline.Gateways(one.fleet, (one,), one.warnings)
     except SpecError as exc:
         output.emit_json(
             {"valid": False, "errors": [dataclasses.asdict(p) for p in exc.problems]}
         )
         raise typer.Exit(exc.exit_code) from None
-    output.emit_json(
-        {
-            "valid": True,
-            "gateway": prepared.plan.gateway,
-            "bridges": len(prepared.plan.bridges),
-            "endpoints": prepared.endpoints,
-            "topic_lines": prepared.topic_lines,
-            "warnings": [dataclasses.asdict(w) for w in prepared.warnings],
-        }
-    )
+    gateways = [_counts(prepared) for prepared in found.gateways]
+    warnings = {"warnings": [dataclasses.asdict(w) for w in found.warnings]}
+    if found.fleet is None:
+        output.emit_json({"valid": True, **gateways[0], **warnings})
+    else:
+        output.emit_json(
+            {"valid": True, "fleet": found.fleet, "gateways": gateways, **warnings}
+        )
+
+
+def _counts(prepared: pipeline.Prepared) -> dict[str, Any]:
+    return {
+        "gateway": prepared.plan.gateway,
+        "bridges": len(prepared.plan.bridges),
+        "endpoints": prepared.endpoints,
+        "topic_lines": prepared.topic_lines,
+    }
 
 
 @app.command()
@@ -188,9 +237,15 @@ def render(
     spec_file: SpecArg,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder to write into; default out/GATEWAY."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder to write into; default out/GATEWAY. For a fleet file,"
+            " each gateway's files go into OUT/GATEWAY (default out/).",
+        ),
     ] = None,
     network: NetworkOpt = None,
+    gateway: AllOpt = None,
 ) -> None:
     """Write mosquitto.conf, Dockerfile and docker-compose.yml for a spec.
 
@@ -198,29 +253,40 @@ def render(
     always gives the same bytes. Certificates and keys are not copied: the
     compose file mounts them read-only from where the spec says they are.
     Run the result with `docker compose up -d` in that folder, or use
-    `bridge-gen up`.
+    `bridge-gen up`. A fleet file gives one folder per gateway, and
+    nothing is written unless every gateway is valid.
     """
     from bridge_gen.writer import write_bundle
 
-    prepared = _prepare(spec_file, files_required=False, network=network)
-    out_dir = out or Path("out") / prepared.plan.gateway
-    files = pipeline.bundle(prepared, out_dir)
-    for item in write_bundle(files, out_dir):
-        output.say(f"{item.action:>9}  {item.path}")
-    output.say(_summary(prepared))
+    found = _prepare_all(spec_file, gateway, network)
+    for prepared in found.gateways:
+        name = prepared.plan.gateway
+        # A fleet's --out holds a folder per gateway; a spec's is the folder.
+        fleet = found.fleet is not None
+        out_dir = (out or Path("out")) / name if fleet else out or Path("out") / name
+        files = pipeline.bundle(prepared, out_dir)
+        for item in write_bundle(files, out_dir):
+            output.say(f"{item.action:>9}  {item.path}")
+    for prepared in found.gateways:
+        output.say(_summary(prepared))
 
 
 @app.command("plan")
 @boundary
-def plan_command(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
+def plan_command(
+    spec_file: SpecArg, as_json: JsonOpt = False, gateway: AllOpt = None
+) -> None:
     """Print every mapping the bridge will carry: local topic, direction, remote.
 
     One row per mosquitto topic line, in the order mosquitto matches them,
-    so you can read what the bridge will do before it runs.
+    so you can read what the bridge will do before it runs. For a fleet
+    file each row names its gateway too.
     """
-    prepared = _prepare(spec_file, files_required=False)
+    found = _prepare_all(spec_file, gateway)
+    fleet = found.fleet is not None
     rows = [
         {
+            **({"gateway": prepared.plan.gateway} if fleet else {}),
             "bridge": bridge.name,
             "direction": line.direction,
             "qos": line.qos,
@@ -228,27 +294,27 @@ def plan_command(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
             "remote": line.remote_topic,
             "mapping": line.note,
         }
+        for prepared in found.gateways
         for bridge in prepared.plan.bridges
         for line in bridge.lines
     ]
     if as_json:
         output.emit_json(rows)
         return
+    columns = ("bridge", "local", "direction", "remote", "qos")
     output.table(
-        ("bridge", "local topic", "", "remote topic", "qos"),
+        ("gateway",) * fleet + ("bridge", "local topic", "", "remote topic", "qos"),
         [
-            (
-                r["bridge"],
-                r["local"],
-                _ARROWS[r["direction"]],
-                r["remote"],
-                str(r["qos"]),
+            tuple(
+                _ARROWS[str(r[c])] if c == "direction" else str(r[c])
+                for c in ("gateway",) * fleet + columns
             )
             for r in rows
         ],
     )
-    output.say(_summary(prepared))
-    output.say(_capacity(prepared))
+    for prepared in found.gateways:
+        output.say(_summary(prepared))
+        output.say(_capacity(prepared))
 
 
 _ARROWS = {"out": "->", "in": "<-", "both": "<->"}
@@ -256,13 +322,19 @@ _ARROWS = {"out": "->", "in": "<-", "both": "<->"}
 
 @app.command()
 @boundary
-def schema() -> None:
+def schema(
+    fleet: Annotated[
+        bool, typer.Option("--fleet", help="The schema of a fleet file instead.")
+    ] = False,
+) -> None:
     """Print the JSON Schema of the spec, for editors and other tools.
 
     YAML editors with a language server pick it up from a first line like
     `# yaml-language-server: $schema=./bridge-gen.schema.json`.
     """
-    output.emit_json(spec.json_schema())
+    from bridge_gen import fleet as fleets
+
+    output.emit_json(fleets.json_schema() if fleet else spec.json_schema())
 
 
 @app.command()
@@ -270,6 +342,7 @@ def schema() -> None:
 def up(
     spec_file: SpecArg,
     network: NetworkOpt = None,
+    gateway: GatewayOpt = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every bridge to connect.")
     ] = 30.0,
@@ -284,7 +357,9 @@ def up(
     """
     from bridge_gen import engine
 
-    prepared = _prepare(spec_file, files_required=True, network=network)
+    prepared = _prepare(
+        spec_file, files_required=True, network=network, gateway=gateway
+    )
     files = pipeline.bundle(prepared, Path("."))
     client = engine.engine()
     with output.progress(f"bringing up gateway {prepared.plan.gateway}") as step:
@@ -300,7 +375,9 @@ def up(
 
 @app.command()
 @boundary
-def status(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
+def status(
+    spec_file: SpecArg, as_json: JsonOpt = False, gateway: GatewayOpt = None
+) -> None:
     """Show the container's state and whether each bridge is connected.
 
     Exit code 1 when the container is not running or a bridge is down.
@@ -309,7 +386,7 @@ def status(spec_file: SpecArg, as_json: JsonOpt = False) -> None:
 
     from bridge_gen import engine
 
-    prepared = _quiet(spec_file)
+    prepared = _quiet(spec_file, gateway)
     report = engine.status(engine.engine(), prepared.plan)
     healthy = report.state == "running" and all(b.connected for b in report.bridges)
     if as_json:
@@ -356,11 +433,12 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
     tail: Annotated[int, typer.Option(help="Lines from the end; 0 for all.")] = 100,
+    gateway: GatewayOpt = None,
 ) -> None:
     """Print the bridge container's log (the broker's, with timestamps)."""
     from bridge_gen import engine
 
-    prepared = _quiet(spec_file)
+    prepared = _quiet(spec_file, gateway)
     client = engine.engine()
     for line in engine.follow_logs(
         client, prepared.plan, tail=tail or "all", follow=follow
@@ -383,11 +461,12 @@ def down(
         bool,
         typer.Option("--images", help="Also delete the gateway's images."),
     ] = False,
+    gateway: GatewayOpt = None,
 ) -> None:
     """Stop and remove the bridge container; the data volume stays by default."""
     from bridge_gen import engine
 
-    prepared = _quiet(spec_file)
+    prepared = _quiet(spec_file, gateway)
     done = engine.down(engine.engine(), prepared.plan, volumes=volumes, images=images)
     for line in done or [f"gateway {prepared.plan.gateway} was not running"]:
         output.say(line)

@@ -15,8 +15,8 @@ from bridge_gen import plan
 from bridge_gen.errors import Problem
 from bridge_gen.names import MAX_TOPIC_BYTES, shown
 from bridge_gen.plan import TopicLine, endpoint_lines, rule_line
-from bridge_gen.spec import Bridge, Spec, TopicRule
-from bridge_gen.yamlfile import Located, Path_, dotted
+from bridge_gen.spec import Bridge, Composed, Spec, TopicRule
+from bridge_gen.yamlfile import Path_
 
 
 @dataclass
@@ -37,7 +37,7 @@ class _Placed:
         return bool(self.line.local_prefix or self.line.remote_prefix)
 
 
-def lint(spec: Spec, located: Located, *, files_required: bool) -> Findings:
+def lint(spec: Spec, located: Composed, *, files_required: bool) -> Findings:
     """Check the spec as a whole; `files_required` for commands that start it."""
     out = Findings()
     spec_dir = Path(located.file).resolve().parent
@@ -58,7 +58,7 @@ def lint(spec: Spec, located: Located, *, files_required: bool) -> Findings:
 
 
 def bridge_errors(
-    bridges: list[tuple[int, Bridge]], gateway: str | None, located: Located
+    bridges: list[tuple[int, Bridge]], gateway: str | None, located: Composed
 ) -> list[Problem]:
     """The errors of the bridges that are valid on their own.
 
@@ -74,7 +74,7 @@ def bridge_errors(
 def _bridges(
     bridges: list[tuple[int, Bridge]],
     gateway: str | None,
-    located: Located,
+    located: Composed,
     spec_dir: Path,
     files_required: bool,
     out: Findings,
@@ -94,15 +94,17 @@ def _bridges(
         here: Path_ = ("bridges", i)
         _tls(bridge, here, located, spec_dir, files_required, out)
         _endpoints(bridge, here, located, out)
+        _unanswered(bridge, here, located, out)
+        same = _same_endpoints(bridge, here, located, out)
         _rules(bridge, here, located, out)
-        _mappings(_placed(bridge, here), located, out)
+        _mappings(_placed(bridge, here), located, out, same)
 
 
 def _unique(
     bridges: list[tuple[int, Bridge]],
     what: str,
     value_of: Callable[[Bridge], str],
-    located: Located,
+    located: Composed,
     out: Findings,
 ) -> None:
     seen: dict[str, int] = {}
@@ -115,7 +117,8 @@ def _unique(
             out.errors.append(
                 located.problem(
                     ("bridges", i, field_),
-                    f"{what} {shown(value)} is already used by bridges[{seen[value]}]",
+                    f"{what} {shown(value)} is already used by"
+                    f" {located.name(('bridges', seen[value]))}",
                 )
             )
         seen.setdefault(value, i)
@@ -124,7 +127,7 @@ def _unique(
 def _tls(
     bridge: Bridge,
     here: Path_,
-    located: Located,
+    located: Composed,
     spec_dir: Path,
     files_required: bool,
     out: Findings,
@@ -169,7 +172,7 @@ def _missing_file(path: Path) -> str | None:
     return f"{what} ({path})"
 
 
-def _endpoints(bridge: Bridge, here: Path_, located: Located, out: Findings) -> None:
+def _endpoints(bridge: Bridge, here: Path_, located: Composed, out: Findings) -> None:
     if bridge.endpoints and bridge.tls is None:
         out.warnings.append(
             located.problem(
@@ -188,19 +191,93 @@ def _endpoints(bridge: Bridge, here: Path_, located: Located, out: Findings) -> 
             )
 
 
-def _rules(bridge: Bridge, here: Path_, located: Located, out: Findings) -> None:
+# Kaa answers a request with `status` only when its topic carries an id.
+_REQUESTS = ("metadata", "config", "ota")
+
+
+def _unanswered(bridge: Bridge, here: Path_, located: Composed, out: Findings) -> None:
+    """Warn where `get` requests would go unanswered for want of a request id.
+
+    Once per endpoint that asks for such a mapping itself, and once at the
+    bridge's `defaults` for all those that only inherit it, so that a
+    thousand-row inventory gives one warning, not a thousand.
+    """
+    inherited: set[str] = set()
+    count = 0
+    for j, endpoint in enumerate(bridge.endpoints):
+        resolved = plan.resolve(bridge, endpoint)
+        kinds = [k for k in _REQUESTS if getattr(resolved, k)]
+        if resolved.request_id is not None or not kinds:
+            continue
+        if any(getattr(endpoint, k) for k in kinds):
+            path = (*here, "endpoints", j)
+            out.warnings.append(located.problem(path, _no_id(kinds), key=True))
+        else:
+            inherited.update(kinds)
+            count += 1
+    if count:
+        kinds = [k for k in _REQUESTS if k in inherited]
+        message = f"{_no_id(kinds)} (for {count} endpoint(s) that inherit it)"
+        out.warnings.append(located.problem((*here, "defaults"), message, key=True))
+
+
+def _no_id(kinds: list[str]) -> str:
+    listed = " and ".join(f"`{k}`" for k in kinds)
+    return (
+        f"{listed} without `request_id`: Kaa sends no success answer to a"
+        " request without an id, so the device's `get` requests would never be"
+        " answered; set `request_id`"
+    )
+
+
+def _same_endpoints(
+    bridge: Bridge, here: Path_, located: Composed, out: Findings
+) -> set[Path_]:
+    """Two endpoints that are one Kaa endpoint: both publish to its topics.
+
+    Their answer lines would collide too, which `_equal_filters` would
+    report in terms of one topic; this names the cause instead, once.
+    """
+    first: dict[tuple, Path_] = {}
+    found: set[Path_] = set()
+    for j, endpoint in enumerate(bridge.endpoints):
+        resolved = plan.resolve(bridge, endpoint)
+        key = (
+            resolved.token,
+            resolved.app_version,
+            tuple(sorted(resolved.extensions.items())),
+        )
+        path = (*here, "endpoints", j)
+        if key not in first:
+            first[key] = path
+            continue
+        found.add(path)
+        out.errors.append(
+            located.problem(
+                (*path, "token"),
+                f"token {shown(resolved.token)} with app_version"
+                f" {shown(resolved.app_version)} is already used by"
+                f" {located.name(first[key])}: both would publish to the same"
+                f" topics (kp1/{resolved.app_version}/…/{resolved.token}/…);"
+                " give each device its own token",
+            )
+        )
+    return found
+
+
+def _rules(bridge: Bridge, here: Path_, located: Composed, out: Findings) -> None:
     for j, rule in enumerate(bridge.topics):
         _rule(rule, (*here, "topics", j), located, out)
 
 
-def rule_errors(rule: TopicRule, path: Path_, located: Located) -> list[Problem]:
+def rule_errors(rule: TopicRule, path: Path_, located: Composed) -> list[Problem]:
     """The errors of one rule alone, for a bridge with field errors elsewhere."""
     out = Findings()
     _rule(rule, path, located, out)
     return out.errors
 
 
-def _rule(rule: TopicRule, path: Path_, located: Located, out: Findings) -> None:
+def _rule(rule: TopicRule, path: Path_, located: Composed, out: Findings) -> None:
     _both(rule.direction, rule.local_prefix, rule.remote_prefix, path, located, out)
     if rule.pattern == "":
         if not (rule.local_prefix and rule.remote_prefix):
@@ -230,7 +307,7 @@ def _both(
     local_prefix: str,
     remote_prefix: str,
     path: Path_,
-    located: Located,
+    located: Composed,
     out: Findings,
 ) -> None:
     # try_private is false and the bridge speaks MQTT 3.1.1, which has no
@@ -270,7 +347,9 @@ def _placed(bridge: Bridge, here: Path_) -> list[_Placed]:
     return placed
 
 
-def _mappings(placed: list[_Placed], located: Located, out: Findings) -> None:
+def _mappings(
+    placed: list[_Placed], located: Composed, out: Findings, done: set[Path_]
+) -> None:
     """Lines no order can make work: equal filters, and renamed-away lines.
 
     The order itself is `plan.order_lines`' job. What it cannot fix: two
@@ -280,7 +359,7 @@ def _mappings(placed: list[_Placed], located: Located, out: Findings) -> None:
     match), and partial overlaps, where each order loses something.
     """
     _lengths(placed, located, out)
-    _equal_filters(placed, located, out)
+    _equal_filters(placed, located, out, done)
     _cycles(placed, located, out)
     # One finding per line, and a partial overlap only on the later line.
     reported: set[Path_] = set()
@@ -296,9 +375,11 @@ def _mappings(placed: list[_Placed], located: Located, out: Findings) -> None:
                 (out.errors if kind == "error" else out.warnings).append(found)
 
 
-def _equal_filters(placed: list[_Placed], located: Located, out: Findings) -> None:
+def _equal_filters(
+    placed: list[_Placed], located: Composed, out: Findings, done: set[Path_]
+) -> None:
     first: dict[tuple[str, str], Path_] = {}
-    reported: set[Path_] = set()
+    reported = set(done)
     for item in placed:
         for direction in plan.directions(item.line.direction):
             key = (direction, plan.match_filter(item.line, direction))
@@ -313,14 +394,14 @@ def _equal_filters(placed: list[_Placed], located: Located, out: Findings) -> No
                 located.problem(
                     item.path,
                     f"{side} topic {shown(key[1])} is already mapped {direction}"
-                    f" by {dotted(first[key])}; mosquitto would use only one of"
+                    f" by {located.name(first[key])}; mosquitto would use only one of"
                     " them",
                     key=True,
                 )
             )
 
 
-def _cycles(placed: list[_Placed], located: Located, out: Findings) -> None:
+def _cycles(placed: list[_Placed], located: Composed, out: Findings) -> None:
     # After plan's ordering, a line still behind one that strictly covers it
     # is in a cycle of `both` lines: no order lets all of them work.
     ordered = [placed[i] for i in plan.line_order([p.line for p in placed])]
@@ -333,7 +414,7 @@ def _cycles(placed: list[_Placed], located: Located, out: Findings) -> None:
             out.errors.append(
                 located.problem(
                     other.path,
-                    f"is shadowed by {dotted(wide.path)}, which catches all its"
+                    f"is shadowed by {located.name(wide.path)}, which catches all its"
                     " messages in one direction, and no order avoids it: these"
                     " `both` rules cover each other in opposite directions;"
                     " split them into `in` and `out` rules",
@@ -347,7 +428,7 @@ def _has_wildcard(line: TopicLine) -> bool:
 
 
 def _shadow(
-    wide: _Placed, other: _Placed, located: Located, *, later: bool
+    wide: _Placed, other: _Placed, located: Composed, *, later: bool
 ) -> tuple[str, Problem] | None:
     shared = set(plan.directions(wide.line.direction)) & set(
         plan.directions(other.line.direction)
@@ -361,7 +442,7 @@ def _shadow(
             return "error", located.problem(
                 other.path,
                 f"never takes effect: every message it would bridge {direction}"
-                f" also matches {dotted(wide.path)} ({shown(a)}), whose prefixes"
+                f" also matches {located.name(wide.path)} ({shown(a)}), whose prefixes"
                 " rename it (mosquitto skips lines without prefixes when it"
                 " renames)",
                 key=True,
@@ -371,7 +452,7 @@ def _shadow(
         if later and (wide.prefixed or other.prefixed):
             return "warning", located.problem(
                 other.path,
-                f"overlaps {dotted(wide.path)} ({shown(a)}) {direction}: a"
+                f"overlaps {located.name(wide.path)} ({shown(a)}) {direction}: a"
                 " message on a topic both match is renamed by the first of"
                 " them in mosquitto.conf only",
                 key=True,
@@ -379,7 +460,7 @@ def _shadow(
     return None
 
 
-def _lengths(placed: list[_Placed], located: Located, out: Findings) -> None:
+def _lengths(placed: list[_Placed], located: Composed, out: Findings) -> None:
     # Each field is within the limit alone; prefix + pattern, or the KP1
     # topic built around a token, may not be.
     reported: set[Path_] = set()

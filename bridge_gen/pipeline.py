@@ -1,19 +1,21 @@
 """The pure path from a spec file to a plan and rendered files.
 
-`validate`, `render` and `up` all go through `prepare`, so they run exactly
-the same checks.
+`validate`, `render` and `up` all go through `prepare` (one gateway) or
+`prepare_all` (every gateway of a fleet file), so they run exactly the same
+checks. A plain spec is a fleet of one to both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge_gen import lint, spec
+from bridge_gen import fleet, lint, spec
 from bridge_gen.errors import Problem, SpecError
 from bridge_gen.plan import CONTAINER, GatewayPlan, Layout, plan
 from bridge_gen.render import RenderedFile, render
-from bridge_gen.yamlfile import Located
+from bridge_gen.yamlfile import Located, load_file
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,23 @@ class Prepared:
     warnings: tuple[Problem, ...]
     endpoints: int
     topic_lines: int
+    fleet: str | None = None  # the fleet file's name, for a fleet's gateway
+
+
+@dataclass(frozen=True)
+class Gateways:
+    """Every gateway of a file; `fleet` is None for a plain spec."""
+
+    fleet: str | None
+    gateways: tuple[Prepared, ...]
+    warnings: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class _Source:
+    fleet: str | None
+    members: list[fleet.Member]
+    problems: list[Problem]  # what the loader found: a duplicate key
 
 
 def prepare(
@@ -31,9 +50,86 @@ def prepare(
     files_required: bool,
     network: str | None = None,
     layout: Layout = CONTAINER,
+    gateway: str | None = None,
 ) -> Prepared:
-    """Load, check and plan a spec; raises SpecError listing every problem."""
-    model, located = spec.load(spec_path)
+    """Load, check and plan one gateway; raises SpecError listing every problem.
+
+    From a fleet file, the gateway named (required when it holds several);
+    a plain spec takes a name too, when it is that spec's gateway. Other
+    gateways of the fleet are not checked.
+    """
+    source = _read(spec_path)
+    member = fleet.choose(
+        source.members, gateway, str(spec_path), fleet=source.fleet is not None
+    )
+    options = (files_required, network, layout)
+    return _checked(spec_path, source, [member], *options).gateways[0]
+
+
+def prepare_all(
+    spec_path: Path,
+    *,
+    files_required: bool,
+    network: str | None = None,
+    layout: Layout = CONTAINER,
+) -> Gateways:
+    """Every gateway of a file, all checked: if one is wrong, none is returned."""
+    source = _read(spec_path)
+    options = (files_required, network, layout)
+    return _checked(spec_path, source, source.members, *options)
+
+
+def _read(spec_path: Path) -> _Source:
+    located = load_file(spec_path, lenient=True)
+    if not fleet.is_fleet(located):
+        name = located.data.get("gateway")
+        whole = fleet.Member(str(name), spec.Composed.whole(located))
+        return _Source(None, [whole], located.problems)
+    name, members = fleet.members(located)
+    return _Source(name, members, located.problems)
+
+
+def _checked(
+    spec_path: Path,
+    source: _Source,
+    members: list[fleet.Member],
+    files_required: bool,
+    network: str | None,
+    layout: Layout,
+) -> Gateways:
+    done: list[Prepared] = []
+    reports: list[tuple[str, list[Problem]]] = []
+    for member in members:
+        try:
+            prepared = _one(
+                spec_path, member, source.problems, files_required, network, layout
+            )
+            prepared = dataclasses.replace(prepared, fleet=source.fleet)
+        except SpecError as exc:
+            reports.append((member.name, exc.problems))
+            continue
+        reports.append((member.name, []))
+        done.append(prepared)
+    file = str(spec_path)
+    if len(done) < len(members):
+        raise SpecError(fleet.combine(reports, file))
+    warnings = [(m.name, list(p.warnings)) for m, p in zip(members, done, strict=True)]
+    return Gateways(
+        fleet=source.fleet,
+        gateways=tuple(done),
+        warnings=tuple(fleet.combine(warnings, file)),
+    )
+
+
+def _one(
+    spec_path: Path,
+    member: fleet.Member,
+    loaded: list[Problem],
+    files_required: bool,
+    network: str | None,
+    layout: Layout,
+) -> Prepared:
+    model, located = spec.check(member.composed, loaded)
     findings = lint.lint(model, located, files_required=files_required)
     loopback = _loopback_remotes(model, located, network or model.container.network)
     # It can never connect, so `up` refuses; rendering may be for elsewhere.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -27,7 +28,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from bridge_gen import names
+from bridge_gen import inventory, names
 from bridge_gen.errors import Problem, SpecError
 from bridge_gen.names import shown
 from bridge_gen.yamlfile import Located, Path_, dotted, load_file
@@ -233,6 +234,11 @@ class Bridge(_Model):
     extensions: Extensions = Extensions()
     layout: LocalLayout = LocalLayout()
     endpoints: list[Endpoint] = []
+    inventory: FilePath | None = Field(
+        None,
+        description="A CSV file of more endpoints (columns token, local,"
+        " app_version, request_id), relative to this file",
+    )
     topics: list[TopicRule] = []
 
 
@@ -276,32 +282,119 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def load(path: Path) -> tuple[Spec, Located]:
-    """Read a spec file and check every field; raises SpecError.
+@dataclass
+class Composed(Located):
+    """A spec put together from parts written in several places.
 
-    Every problem is reported at once: what the loader found (a duplicate
-    key), every field that fails its check, and the cross-field errors of
-    `lint` for the bridges whose fields are all valid.
+    A fleet's gateway takes values from the defaults and from its own
+    entry, and a bridge's endpoints come from YAML and from a CSV file.
+    `origins` maps a path in the composed data to where that part was
+    written (the longest prefix wins), so every problem names the place to
+    fix; `name` is how a message points at another part.
     """
+
+    origins: dict[Path_, tuple[Located, Path_]] = field(default_factory=dict)
+
+    @classmethod
+    def whole(cls, located: Located) -> Composed:
+        """A spec written in one file, as it stands."""
+        return cls(located.file, located.data, origins={(): (located, ())})
+
+    def source(self, path: Path_) -> tuple[Located, Path_]:
+        for n in range(len(path), -1, -1):
+            found = self.origins.get(path[:n])
+            if found is not None:
+                written, base = found
+                return written, (*base, *path[n:])
+        raise KeyError(path)
+
+    def where(self, path: Path_, *, key: bool = False) -> tuple[int, int] | None:
+        written, at = self.source(path)
+        return written.where(at, key=key)
+
+    def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem:
+        written, at = self.source(path)
+        return written.problem(at, message, key=key)
+
+    def name(self, path: Path_) -> str:
+        written, at = self.source(path)
+        if isinstance(written, inventory.Rows):
+            return written.name(at)
+        return dotted(at)
+
+    def null_word(self, path: Path_) -> str:
+        written, at = self.source(path)
+        return written.nulls.get(at, "")
+
+    def is_voided(self, path: Path_) -> bool:
+        written, at = self.source(path)
+        return at in written.voided
+
+
+def load(path: Path) -> tuple[Spec, Composed]:
+    """Read a spec file and check every field; raises SpecError."""
     located = load_file(path, lenient=True)
-    problems = list(located.problems)
+    return check(Composed.whole(located), located.problems)
+
+
+def check(composed: Composed, problems: list[Problem]) -> tuple[Spec, Composed]:
+    """Check a spec's data, with its inventories; raises SpecError.
+
+    Every problem is reported at once: those given (what the loader found,
+    such as a duplicate key), every field that fails its check, and the
+    cross-field errors of `lint` for the bridges whose fields are all valid.
+    """
+    problems = [*problems, *_add_inventories(composed)]
     model: Spec | None = None
     try:
-        model = Spec.model_validate(located.data)
+        model = Spec.model_validate(composed.data)
     except ValidationError as exc:
         # Where the loader put None for a value it refused, it said why.
         problems += [
-            _problem(located, err)
+            _problem(composed, err)
             for err in exc.errors()
-            if tuple(err["loc"]) not in located.voided
+            if not composed.is_voided(tuple(err["loc"]))
         ]
     if problems:
-        raise SpecError(problems + _cross_field_errors(model, located))
+        raise SpecError(problems + _cross_field_errors(model, composed))
     assert model is not None
-    return model, located
+    return model, composed
 
 
-def _cross_field_errors(model: Spec | None, located: Located) -> list[Problem]:
+def _add_inventories(composed: Composed) -> list[Problem]:
+    """Append each bridge's CSV rows to its endpoints, in a copy of the data."""
+    data = composed.data
+    problems: list[Problem] = []
+    for i, bridge in _items(data, "bridges"):
+        written = bridge.get("inventory") if isinstance(bridge, dict) else None
+        endpoints = bridge.get("endpoints", []) if written is not None else None
+        if not isinstance(written, str) or not isinstance(endpoints, list):
+            continue  # the models report what is wrong with it
+        try:
+            names.file_path(written)
+        except ValueError:
+            continue
+        here: Path_ = ("bridges", i)
+        try:
+            rows, found = inventory.read(
+                Path(composed.file).resolve().parent / written,
+                str(Path(composed.file).parent / written),
+            )
+        except inventory.Unreadable as exc:
+            problems.append(composed.problem((*here, "inventory"), f"{written} {exc}"))
+            continue
+        problems += found
+        for k in range(len(rows.data)):
+            composed.origins[(*here, "endpoints", len(endpoints) + k)] = (rows, (k,))
+        # Copies: an anchored bridge may be shared by aliases.
+        bridges = list(data["bridges"])
+        bridges[i] = {**bridge, "endpoints": [*endpoints, *rows.data]}
+        data = {**data, "bridges": bridges}
+    composed.data = data
+    return problems
+
+
+def _cross_field_errors(model: Spec | None, located: Composed) -> list[Problem]:
     # Imported here: lint builds on these models, so it imports this module.
     from bridge_gen import lint
 
@@ -340,15 +433,14 @@ def _rule_errors(lint: Any, bridge: Any, here: Path_, located: Located) -> list:
     return problems
 
 
-def _problem(located: Located, err: Any) -> Problem:
+def _problem(located: Composed, err: Any, model: Any = None) -> Problem:
     loc: Path_ = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        return located.problem(loc, _unknown_key(loc), key=True)
+        return located.problem(loc, _unknown_key(loc, model or Spec), key=True)
     if kind == "missing":
-        where = located.where(loc[:-1], key=False)
-        line, column = where if where else (None, None)
-        return Problem(located.file, line, column, dotted(loc), "is required")
+        # Placed where the mapping that lacks it is.
+        return located.problem(loc, "is required")
     if _is_scalar_address(located, loc):
         # One address written as a scalar: report it where the user wrote it.
         loc = loc[:-1]
@@ -384,14 +476,14 @@ _MESSAGES = {
 }
 
 
-def _message(located: Located, loc: Path_, err: Any) -> str:
+def _message(located: Composed, loc: Path_, err: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx", {})
     given = err.get("input")
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if given is None and kind.endswith(("_type", "_parsing")):
-        return _no_value(located.nulls.get(loc, ""))
+        return _no_value(located.null_word(loc))
     if kind in _MESSAGES:
         return _MESSAGES[kind].format(given=_shown_input(given), **ctx)
     return err["msg"].replace("Input should be", "must be")
@@ -411,9 +503,9 @@ def _shown_input(given: Any) -> str:
     return shown(given) if isinstance(given, str) else f"a {type(given).__name__}"
 
 
-def _unknown_key(loc: Path_) -> str:
+def _unknown_key(loc: Path_, model: Any) -> str:
     key = str(loc[-1])
-    known = sorted(_fields_at(loc[:-1]))
+    known = sorted(_fields_at(loc[:-1], model))
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean `{close[0]}`?" if close else ""
     listed = ", ".join(known)
@@ -421,8 +513,7 @@ def _unknown_key(loc: Path_) -> str:
     return f"unknown key {named}{hint} (known here: {listed})"
 
 
-def _fields_at(loc: Path_) -> set[str]:
-    model: Any = Spec
+def _fields_at(loc: Path_, model: Any) -> set[str]:
     for part in loc:
         if isinstance(part, int):
             continue

@@ -21,31 +21,49 @@ UPDATE = os.environ.get("BRIDGE_GEN_UPDATE_GOLDEN") == "1"
 
 
 def rendered(sample: Path, network: str | None = None) -> dict[str, str]:
-    prepared = pipeline.prepare(sample, files_required=False, network=network)
-    # Beside the sample, so relative certificate paths do not depend on
-    # where the repository is checked out.
-    out_dir = sample.parent / "out" / prepared.plan.gateway
-    return {f.name: f.text for f in pipeline.bundle(prepared, out_dir)}
+    (files,) = bundles(sample, network).values()
+    return files
+
+
+def bundles(sample: Path, network: str | None = None) -> dict[str, dict[str, str]]:
+    """The files of each gateway, by golden folder: `kaa-single`, `fleet/plant-a`."""
+    found = pipeline.prepare_all(sample, files_required=False, network=network)
+    out = {}
+    for prepared in found.gateways:
+        name = prepared.plan.gateway
+        # Beside the sample, so relative certificate paths do not depend on
+        # where the repository is checked out.
+        out_dir = sample.parent / "out" / name
+        folder = sample.stem if found.fleet is None else f"{sample.stem}/{name}"
+        out[folder] = {f.name: f.text for f in pipeline.bundle(prepared, out_dir)}
+    return out
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
 def test_sample_matches_golden(sample: Path) -> None:
-    files = rendered(sample)
-    folder = GOLDEN / sample.stem
-    if UPDATE:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
+    found = bundles(sample)
+    for name, files in found.items():
+        folder = GOLDEN / name
+        if UPDATE:
+            folder.mkdir(parents=True, exist_ok=True)
+            for file, text in files.items():
+                (folder / file).write_text(text, encoding="utf-8")
 
-    expected = {p.name: p.read_text(encoding="utf-8") for p in folder.iterdir()}
-    assert sorted(files) == sorted(expected)
-    for name, text in files.items():
-        assert text == expected[name], f"{sample.stem}/{name} differs"
+        expected = {p.name: p.read_text(encoding="utf-8") for p in folder.iterdir()}
+        assert sorted(files) == sorted(expected)
+        for file, text in files.items():
+            assert text == expected[file], f"{name}/{file} differs"
+    fleet = GOLDEN / sample.stem
+    if len(found) > 1 or sample.stem not in found:
+        # A fleet's folder holds exactly one folder per gateway.
+        assert sorted(p.name for p in fleet.iterdir()) == sorted(
+            name.split("/")[1] for name in found
+        )
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
 def test_render_is_deterministic(sample: Path) -> None:
-    assert rendered(sample) == rendered(sample)
+    assert bundles(sample) == bundles(sample)
 
 
 def test_tutorial_sample_renders_the_tutorial_bridge() -> None:

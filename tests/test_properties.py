@@ -305,7 +305,9 @@ def test_every_string_field_of_the_model_is_fuzzed() -> None:
         return found
 
     fuzzed = {re.sub(r"\[\d\]", "", path) for path in FIELD_PATHS.values()}
-    assert strings(spec.Spec, "") == fuzzed
+    # The loader reads the inventory file; its name never reaches a rendered
+    # file, and tests/test_inventory.py covers what it may hold.
+    assert strings(spec.Spec, "") - {"bridges.inventory"} == fuzzed
 
 
 TRICKY = [

@@ -35,6 +35,7 @@ KINDS = {
     "5": "injection into rendered files",
     "6": "raw topic rules",
     "7": "meaning across fields",
+    "8": "inventories and fleets",
 }
 
 
@@ -240,8 +241,11 @@ def test_sample_is_valid(sample: Path) -> None:
     result = run("validate", str(sample))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith(f"{sample}: valid; gateway ")
+    # One line per gateway: a fleet file holds several.
+    gateways = pipeline.prepare_all(sample, files_required=False).gateways
+    assert len(lines) == len(gateways)
+    for line, prepared in zip(lines, gateways, strict=True):
+        assert line.startswith(f"{sample}: valid; gateway {prepared.plan.gateway}:")
 
 
 @pytest.mark.parametrize("sample", SAMPLE_SPECS, ids=lambda p: p.stem)
@@ -250,9 +254,12 @@ def test_crlf_and_bom_render_the_same_bytes(sample: Path, tmp_path: Path) -> Non
     crlf = tmp_path / "crlf" / "spec.yaml"
     for path in (lf, crlf):
         path.parent.mkdir()
-    text = sample.read_bytes()
-    lf.write_bytes(text)
-    crlf.write_bytes(b"\xef\xbb\xbf" + text.replace(b"\n", b"\r\n"))
+    # Inventories beside it too, with the same endings and BOM.
+    for source in [sample, *SAMPLES.glob("*.csv")]:
+        name = "spec.yaml" if source == sample else source.name
+        text = source.read_bytes().replace(b"\r\n", b"\n")
+        (lf.parent / name).write_bytes(text)
+        (crlf.parent / name).write_bytes(b"\xef\xbb\xbf" + text.replace(b"\n", b"\r\n"))
 
     for spec in (lf, crlf):
         result = run(
@@ -260,7 +267,13 @@ def test_crlf_and_bom_render_the_same_bytes(sample: Path, tmp_path: Path) -> Non
         )
         assert result.exit_code == 0, result.output
 
-    for name in ("mosquitto.conf", "Dockerfile", "docker-compose.yml"):
+    written = sorted(
+        p.relative_to(tmp_path / "out" / "lf")
+        for p in (tmp_path / "out" / "lf").rglob("*")
+        if p.is_file()
+    )
+    assert written
+    for name in written:
         left = (tmp_path / "out" / "lf" / name).read_bytes()
         right = (tmp_path / "out" / "crlf" / name).read_bytes()
         # The compose file names the spec's folder; the folders differ.
@@ -473,12 +486,23 @@ def test_schema_file_is_what_the_schema_command_prints() -> None:
     assert result.stdout == stored
 
 
+def test_fleet_schema_file_is_what_the_schema_command_prints() -> None:
+    result = run("schema", "--fleet")
+    assert result.exit_code == 0
+    stored = (SAMPLES / "bridge-gen.fleet.schema.json").read_text(encoding="utf-8")
+    # Regenerate with:
+    # bridge-gen schema --fleet > sample-configs/bridge-gen.fleet.schema.json
+    assert result.stdout == stored
+
+
 @pytest.mark.parametrize("sample", SAMPLE_SPECS, ids=lambda p: p.stem)
 def test_samples_point_to_the_schema_and_pass_it(sample: Path) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     first = sample.read_text(encoding="utf-8").splitlines()[0]
-    assert first == "# yaml-language-server: $schema=./bridge-gen.schema.json"
-    schema = json.loads((SAMPLES / "bridge-gen.schema.json").read_text())
+    kind = "fleet." if sample.stem == "fleet" else ""
+    name = f"bridge-gen.{kind}schema.json"
+    assert first == f"# yaml-language-server: $schema=./{name}"
+    schema = json.loads((SAMPLES / name).read_text())
     # What an editor sees: YAML 1.1 typed, as yaml-language-server reads it.
     jsonschema.validate(yaml.safe_load(sample.read_text()), schema)
 

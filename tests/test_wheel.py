@@ -77,5 +77,8 @@ def test_wheel_installs_and_renders_every_sample(tmp_path: Path) -> None:
             text=True,
         )
         assert done.returncode == 0, done.stderr
-        expected = ROOT / "tests" / "golden" / sample.stem / "mosquitto.conf"
-        assert (out / "mosquitto.conf").read_text() == expected.read_text()
+        # A fleet's golden folder holds one folder per gateway, as --out does.
+        golden = ROOT / "tests" / "golden" / sample.stem
+        for expected in golden.rglob("mosquitto.conf"):
+            written = out / expected.relative_to(golden)
+            assert written.read_text() == expected.read_text()
