@@ -339,6 +339,63 @@ def schema(
 
 @app.command()
 @boundary
+def check(
+    spec_file: SpecArg,
+    as_json: JsonOpt = False,
+    gateway: GatewayOpt = None,
+    offline: Annotated[
+        bool, typer.Option(help="Do not look up the remotes' host names.")
+    ] = False,
+    connect: Annotated[
+        bool,
+        typer.Option(
+            help="Connect to each remote with the bridge's own certificate,"
+            " as the bridge will."
+        ),
+    ] = False,
+    expiry_days: Annotated[
+        int, typer.Option(help="Warn about certificates expiring this soon.")
+    ] = 30,
+    docker: Annotated[
+        bool, typer.Option(help="Ask the Docker engine about itself and the image.")
+    ] = True,
+) -> None:
+    """Find what would stop the gateway before it runs: certificates, setup.
+
+    Reads every certificate and key (they parse, the key matches the
+    certificate, CA, validity, expiry), asks whether the Docker engine
+    answers and holds the base image, whether the local port is free and
+    the remotes' names resolve; with --connect, makes a real TLS and MQTT
+    connection to each remote. Exit code 1 when anything is an error.
+    """
+    from bridge_gen import checks
+
+    prepared = _prepare(spec_file, files_required=False, gateway=gateway)
+    preflight = None
+    if docker:
+        from bridge_gen import engine  # the docker SDK only when asked for
+
+        preflight = engine.preflight
+    found = checks.check(
+        prepared.plan,
+        offline=offline,
+        connect=connect,
+        expiry_days=expiry_days,
+        docker_probe=preflight,
+    )
+    if as_json:
+        output.emit_json([dataclasses.asdict(f) for f in found])
+    else:
+        output.table(
+            ("", "field", "finding"),
+            [(f.severity, f.field, f.message) for f in found],
+        )
+    if any(f.severity == "error" for f in found):
+        raise typer.Exit(1)
+
+
+@app.command()
+@boundary
 def up(
     spec_file: SpecArg,
     network: NetworkOpt = None,

@@ -1,0 +1,96 @@
+"""`bridge-gen check` as users see it, with real certificates and brokers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bridge_gen import pki
+from bridge_gen.cli import app
+from bridge_gen.standin import StandInBroker, free_port
+
+SPEC = """\
+version: 1
+gateway: checked
+container: {{network: host}}
+local: {{port: {port}, bind: 127.0.0.1}}
+bridges:
+  - name: kaa
+    address: 127.0.0.1:{remote}
+    tls: {{ca: {ca}, cert: {cert}, key: {key}}}
+    app_version: app-v1
+    endpoints: [{{local: d/1, token: t1}}]
+"""
+
+
+def spec_for(tmp: Path, remote: int, ca: Path, cert: Path, key: Path) -> Path:
+    path = tmp / "spec.yaml"
+    text = SPEC.format(port=free_port(), remote=remote, ca=ca, cert=cert, key=key)
+    path.write_text(text)
+    return path
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["check", *args, "--no-docker", "--json"])
+
+
+def test_good_files_and_a_live_remote(
+    tmp_path: Path, throwaway_pki, standin_broker: StandInBroker
+) -> None:
+    p = throwaway_pki
+    spec = spec_for(
+        tmp_path, standin_broker.port, p.ca_cert, p.client_cert, p.client_key
+    )
+    result = run(str(spec), "--connect")
+
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert {f["severity"] for f in found} == {"ok"}
+    assert {
+        "severity": "ok",
+        "field": "bridges[0].address",
+        "message": f"127.0.0.1:{standin_broker.port} accepted the bridge's connection",
+    } in found
+
+
+def test_expired_certificate_and_rejected_connection(
+    tmp_path: Path, throwaway_pki, standin_broker: StandInBroker
+) -> None:
+    ca = pki.load_cert_key(throwaway_pki.ca_cert, throwaway_pki.ca_key)
+    old = pki.issue_cert(
+        ca,
+        "old",
+        usage="client",
+        not_after=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1),
+    )
+    cert = pki.write_cert(tmp_path / "old.crt", old.cert)
+    key = pki.write_key(tmp_path / "old.key", old.key)
+    spec = spec_for(tmp_path, standin_broker.port, throwaway_pki.ca_cert, cert, key)
+
+    result = run(str(spec), "--connect")
+
+    assert result.exit_code == 1
+    errors = [f for f in json.loads(result.stdout) if f["severity"] == "error"]
+    assert errors[0]["field"] == "bridges[0].tls.cert"
+    assert errors[0]["message"].startswith("expired on ")
+    assert errors[1]["field"] == "bridges[0].address"
+    assert "rejected the client certificate" in errors[1]["message"]
+
+
+def test_nothing_listening_is_an_error(tmp_path: Path, throwaway_pki) -> None:
+    p = throwaway_pki
+    remote = free_port()
+    spec = spec_for(tmp_path, remote, p.ca_cert, p.client_cert, p.client_key)
+
+    result = run(str(spec), "--connect", "--offline")
+
+    assert result.exit_code == 1
+    assert {
+        "severity": "error",
+        "field": "bridges[0].address",
+        "message": f"127.0.0.1:{remote}: connection refused: nothing accepts"
+        f" connections at 127.0.0.1:{remote}",
+    } in json.loads(result.stdout)
