@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge_gen import plan
+from bridge_gen import kp1, plan
 from bridge_gen.errors import Problem
 from bridge_gen.names import MAX_TOPIC_BYTES, shown
 from bridge_gen.plan import TopicLine, endpoint_lines, rule_line
@@ -94,10 +94,13 @@ def _bridges(
         here: Path_ = ("bridges", i)
         _tls(bridge, here, located, spec_dir, files_required, out)
         _endpoints(bridge, here, located, out)
-        _unanswered(bridge, here, located, out)
-        same = _same_endpoints(bridge, here, located, out)
+        # Resolved once here: an inventory may hold thousands of endpoints,
+        # and three checks below look at each.
+        resolved = [plan.resolve(bridge, e) for e in bridge.endpoints]
+        _unanswered(bridge, resolved, here, located, out)
+        same = _same_endpoints(bridge, resolved, here, located, out)
         _rules(bridge, here, located, out)
-        _mappings(_placed(bridge, here), located, out, same)
+        _mappings(_placed(bridge, resolved, here), located, out, same)
 
 
 def _unique(
@@ -195,7 +198,13 @@ def _endpoints(bridge: Bridge, here: Path_, located: Composed, out: Findings) ->
 _REQUESTS = ("metadata", "config", "ota")
 
 
-def _unanswered(bridge: Bridge, here: Path_, located: Composed, out: Findings) -> None:
+def _unanswered(
+    bridge: Bridge,
+    resolved_all: list[kp1.Resolved],
+    here: Path_,
+    located: Composed,
+    out: Findings,
+) -> None:
     """Warn where `get` requests would go unanswered for want of a request id.
 
     Once per endpoint that asks for such a mapping itself, and once at the
@@ -204,8 +213,9 @@ def _unanswered(bridge: Bridge, here: Path_, located: Composed, out: Findings) -
     """
     inherited: set[str] = set()
     count = 0
-    for j, endpoint in enumerate(bridge.endpoints):
-        resolved = plan.resolve(bridge, endpoint)
+    for j, (endpoint, resolved) in enumerate(
+        zip(bridge.endpoints, resolved_all, strict=True)
+    ):
         kinds = [k for k in _REQUESTS if getattr(resolved, k)]
         if resolved.request_id is not None or not kinds:
             continue
@@ -231,7 +241,11 @@ def _no_id(kinds: list[str]) -> str:
 
 
 def _same_endpoints(
-    bridge: Bridge, here: Path_, located: Composed, out: Findings
+    bridge: Bridge,
+    resolved_all: list[kp1.Resolved],
+    here: Path_,
+    located: Composed,
+    out: Findings,
 ) -> set[Path_]:
     """Two endpoints that are one Kaa endpoint: both publish to its topics.
 
@@ -240,8 +254,7 @@ def _same_endpoints(
     """
     first: dict[tuple, Path_] = {}
     found: set[Path_] = set()
-    for j, endpoint in enumerate(bridge.endpoints):
-        resolved = plan.resolve(bridge, endpoint)
+    for j, resolved in enumerate(resolved_all):
         key = (
             resolved.token,
             resolved.app_version,
@@ -334,11 +347,15 @@ def _both(
     )
 
 
-def _placed(bridge: Bridge, here: Path_) -> list[_Placed]:
+def _placed(
+    bridge: Bridge, resolved_all: list[kp1.Resolved], here: Path_
+) -> list[_Placed]:
     placed = [
         _Placed((*here, "endpoints", j), line)
-        for j, endpoint in enumerate(bridge.endpoints)
-        for line in endpoint_lines(bridge, endpoint)
+        for j, (endpoint, resolved) in enumerate(
+            zip(bridge.endpoints, resolved_all, strict=True)
+        )
+        for line in endpoint_lines(bridge, endpoint, resolved)
     ]
     placed += [
         _Placed((*here, "topics", j), rule_line(rule))

@@ -250,14 +250,25 @@ def resolve(bridge: Bridge, endpoint: Endpoint) -> kp1.Resolved:
 def _layered(base: dict[str, str], *overrides) -> dict[str, str]:
     out = dict(base)
     for layer in overrides:
-        if layer is not None:
-            out.update({k: v for k, v in layer.model_dump().items() if v})
+        if layer is None:
+            continue
+        # getattr, not model_dump: this runs for every endpoint of a
+        # thousands-strong inventory, and the keys are known.
+        for key in base:
+            value = getattr(layer, key)
+            if value:
+                out[key] = value
     return out
 
 
-def endpoint_lines(bridge: Bridge, endpoint: Endpoint) -> list[TopicLine]:
-    """Every KP1 mapping of one endpoint, as exact-topic lines."""
-    resolved = resolve(bridge, endpoint)
+def endpoint_lines(
+    bridge: Bridge, endpoint: Endpoint, resolved: kp1.Resolved | None = None
+) -> list[TopicLine]:
+    """Every KP1 mapping of one endpoint, as exact-topic lines.
+
+    `resolved` saves resolving again where the caller already did.
+    """
+    resolved = resolved or resolve(bridge, endpoint)
     found = kp1.routes(resolved)
     kinds = ", ".join(dict.fromkeys(r.kind for r in found))
     note = f"endpoint {endpoint.token}: {kinds}"
