@@ -128,6 +128,10 @@ class StandInBroker:
         self.workdir = workdir
         self.pki = pki
         self.require_certificate = require_certificate
+        # The CA clients must be signed by; another one than the PKI's makes
+        # the stand-in refuse the bridge, as a cloud does with a suspended
+        # certificate.
+        self.client_ca: Path | None = None
         # Outage drills stop and start the stand-in; with persistence the
         # counting subscriber's session and queue survive that.
         self.persistence = persistence
@@ -183,7 +187,7 @@ class StandInBroker:
 
         lines += [
             f"listener {self.port} {self.host}",
-            f"cafile {_conf_path(self.pki.ca_cert)}",
+            f"cafile {_conf_path(self.client_ca or self.pki.ca_cert)}",
             f"certfile {_conf_path(self.pki.server_cert)}",
             f"keyfile {_conf_path(self.pki.server_key)}",
         ]
@@ -273,6 +277,12 @@ class StandInBroker:
             code = proc.poll()
             if code is not None:
                 return f"mosquitto exited with code {code}"
+            if self.client_ca is not None:
+                # Our own client would be refused too: listening is ready.
+                if _accepts(self.host, self.port):
+                    return None
+                time.sleep(0.1)
+                continue
             try:
                 client = tls_client(
                     self.pki,
@@ -355,6 +365,14 @@ def _user_lines() -> list[str]:
     if os.name == "posix" and os.geteuid() == 0:
         return ["user root"]
     return []
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _conf_path(path: Path) -> str:

@@ -7,6 +7,7 @@ mosquitto that demands client certificates (bridge_gen.standin).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,6 +179,33 @@ def test_key_stays_out_of_the_image_and_the_container_is_locked_down(
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
+
+
+def test_status_sees_the_remote_start_refusing_the_certificate(
+    tmp_path: Path, gateway: str, standin_broker: StandInBroker, throwaway_pki: Pki
+) -> None:
+    runner = CliRunner()
+    spec, _ = write_spec(tmp_path, gateway, standin_broker.port, throwaway_pki)
+    assert runner.invoke(app, ["up", str(spec), "--network", "host"]).exit_code == 0
+
+    # As when Kaa suspends a certificate: the same remote, on the same port,
+    # now trusts another CA for its clients.
+    other = pkis.new_ca("another CA", valid_days=365)
+    other_ca = pkis.write_cert(tmp_path / "other-ca.crt", other.cert)
+    standin_broker.client_ca = other_ca
+    standin_broker.restart()
+
+    deadline = time.monotonic() + 10
+    report = {}
+    while time.monotonic() < deadline:
+        result = runner.invoke(app, ["status", str(spec), "--json"])
+        report = json.loads(result.stdout)
+        if report["bridges"][0]["connected"] is False:
+            break
+        time.sleep(0.5)
+    bridge = report["bridges"][0]
+    assert bridge["connected"] is False
+    assert "rejected the client certificate" in bridge["reason"]
 
 
 def test_up_with_a_changed_spec_replaces_the_container(
