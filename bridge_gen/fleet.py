@@ -51,7 +51,7 @@ def _fleet_name(value: str) -> str:
     return value
 
 
-FleetName = spec._check(_fleet_name, names.BRIDGE)
+FleetName = spec.checked_text(_fleet_name, names.BRIDGE)
 
 
 class FleetFile(BaseModel):
@@ -91,7 +91,7 @@ def members(located: Located) -> tuple[str, list[Member]]:
         top = FleetFile.model_validate(located.data)
     except ValidationError as exc:
         problems = [
-            spec._problem(whole, err, FleetFile)
+            spec.field_problem(whole, err, FleetFile)
             for err in exc.errors()
             if not whole.is_voided(tuple(err["loc"]))
         ]

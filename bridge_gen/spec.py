@@ -70,7 +70,7 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-def _check(check: Any, pattern: str | None = None, **schema: Any) -> Any:
+def checked_text(check: Any, pattern: str | None = None, **schema: Any) -> Any:
     """A string field checked by `check`; `pattern` is for editors only."""
     extra = {"pattern": f"^{pattern}$", **schema} if pattern else schema
     json_schema = WithJsonSchema({"type": "string", **extra})
@@ -89,23 +89,23 @@ RequestId = _number(ge=1)
 Keepalive = _number(ge=5, le=65535)
 Version = _number(ge=1, le=1)
 Bool = Annotated[bool, BeforeValidator(_yaml_bool)]
-FilePath = _check(names.file_path, minLength=1)
-AppVersion = _check(names.app_version, names.APP_VERSION)
-HostPort = _check(names.host_port)
-Ipv4 = _check(names.ipv4)
-TopicName = _check(names.topic_name)
-TopicFilter = _check(names.topic_filter)
-TopicPrefix = _check(names.topic_prefix)
-Token = _check(names.kaa_token, r"[^+#/.\s]+")
-BridgeName = _check(names.bridge_name, names.BRIDGE)
-ClientId = _check(names.client_id, names.CLIENT_ID)
-Image = _check(names.image_ref)
-Gateway = _check(names.gateway_name, names.GATEWAY, maxLength=names.GATEWAY_MAX)
+FilePath = checked_text(names.file_path, minLength=1)
+AppVersion = checked_text(names.app_version, names.APP_VERSION)
+HostPort = checked_text(names.host_port)
+Ipv4 = checked_text(names.ipv4)
+TopicName = checked_text(names.topic_name)
+TopicFilter = checked_text(names.topic_filter)
+TopicPrefix = checked_text(names.topic_prefix)
+Token = checked_text(names.kaa_token, r"[^+#/.\s]+")
+BridgeName = checked_text(names.bridge_name, names.BRIDGE)
+ClientId = checked_text(names.client_id, names.CLIENT_ID)
+Image = checked_text(names.image_ref)
+Gateway = checked_text(names.gateway_name, names.GATEWAY, maxLength=names.GATEWAY_MAX)
 Direction = Literal["in", "out", "both"]
-MetricName = _check(names.topic_level, r"[^/+#\s]+")
-CommandType = _check(names.command_type, names.COMMAND_TYPE)
-Instance = _check(names.instance_name, names.INSTANCE)
-SubTopic = _check(names.sub_topic)
+MetricName = checked_text(names.topic_level, r"[^/+#\s]+")
+CommandType = checked_text(names.command_type, names.COMMAND_TYPE)
+Instance = checked_text(names.instance_name, names.INSTANCE)
+SubTopic = checked_text(names.sub_topic)
 
 _ADDRESS_SCHEMA = {
     "anyOf": [
@@ -351,7 +351,7 @@ def check(composed: Composed, problems: list[Problem]) -> tuple[Spec, Composed]:
     except ValidationError as exc:
         # Where the loader put None for a value it refused, it said why.
         problems += [
-            _problem(composed, err)
+            field_problem(composed, err)
             for err in exc.errors()
             if not composed.is_voided(tuple(err["loc"]))
         ]
@@ -433,7 +433,7 @@ def _rule_errors(lint: Any, bridge: Any, here: Path_, located: Located) -> list:
     return problems
 
 
-def _problem(located: Composed, err: Any, model: Any = None) -> Problem:
+def field_problem(located: Composed, err: Any, model: Any = None) -> Problem:
     loc: Path_ = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
