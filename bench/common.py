@@ -7,6 +7,7 @@ by the context managers that made them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -15,7 +16,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +40,8 @@ def work_dir(name: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-        try:
+        with contextlib.suppress(OSError):
             root.rmdir()  # only when nothing else is using it
-        except OSError:
-            pass
 
 
 def gateway_name(kind: str) -> str:
@@ -78,12 +77,22 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on {LOOPBACK}:{port}")
 
 
-def wait_log(path: Path, needle: str, timeout: float = 10.0) -> None:
-    """Wait until `needle` appears in a log file (a broker's subscribe line)."""
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_log(path: Path, needle: str, timeout: float = 10.0, offset: int = 0) -> None:
+    """Wait until `needle` appears in a log file after `offset` bytes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and needle in path.read_text(errors="replace"):
-            return
+        if path.exists():
+            with path.open("rb") as f:
+                f.seek(offset)
+                if needle.encode() in f.read():
+                    return
         time.sleep(0.05)
     raise RuntimeError(f"{needle!r} did not appear in {path} within {timeout} s")
 
@@ -113,6 +122,7 @@ class Arrivals:
 
     first_arrival: dict[int, tuple[int, int]] = field(default_factory=dict)
     total: int = 0
+    warmups: int = 0
 
     def add_line(self, line: str) -> None:
         # "<sec>.<nsec> <seq> <sent ns> xxx..."
@@ -124,6 +134,9 @@ class Arrivals:
             received = int(sec) * 1_000_000_000 + int(nsec.ljust(9, "0")[:9])
             seq, sent = int(parts[1]), int(parts[2])
         except ValueError:
+            return
+        if seq < 0:
+            self.warmups += 1
             return
         self.total += 1
         self.first_arrival.setdefault(seq, (sent, received))
@@ -165,6 +178,7 @@ class Counter:
         self.topic = topic
         self.client_id = client_id
         self.standin = standin
+        self._log_offset = file_size(standin.log_path)
         command = [
             "stdbuf",
             "-oL",
@@ -196,7 +210,8 @@ class Counter:
         self._pending = ""
 
     def wait_subscribed(self, timeout: float = 10.0) -> None:
-        wait_log(self.standin.log_path, f"{self.client_id} 1 {self.topic}", timeout)
+        needle = f"{self.client_id} 1 {self.topic}"
+        wait_log(self.standin.log_path, needle, timeout, self._log_offset)
 
     def poll(self) -> int:
         with self.path.open("rb") as f:
@@ -218,6 +233,15 @@ class Counter:
                 return self.poll() >= count
             time.sleep(0.05)
         return self.poll() >= count
+
+    def wait_warmup(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll()
+            if self.arrivals.warmups:
+                return
+            time.sleep(0.005)
+        raise RuntimeError("the warm-up message did not arrive")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -254,7 +278,47 @@ class Published:
         return (self.finished_ns - self.started_ns) / 1e9
 
 
+# mosquitto_pub 2.0.11 -l disconnects once the message whose id equals the
+# last message's id is acknowledged; ids wrap at 65,535, so one session of
+# more than that stops early (and still exits 0). Longer runs are split.
+SESSION_LIMIT = 50_000
+
+
 def mosquitto_pub(
+    port: int,
+    topic: str,
+    count: int,
+    *,
+    client_id: str,
+    first: int = 0,
+    warmup: Callable[[], None] | None = None,
+    **kwargs,
+) -> Published:
+    """Publish `count` QoS 1 messages in sessions of at most SESSION_LIMIT.
+
+    With `warmup`, the first session sends one message numbered -1 and calls
+    `warmup` (which waits until it arrives) before the timed messages.
+    """
+    started = None
+    done = first
+    while done < first + count:
+        part = min(SESSION_LIMIT, first + count - done)
+        one = _mosquitto_pub_session(
+            port,
+            topic,
+            part,
+            client_id=f"{client_id}-{done}",
+            first=done,
+            warmup=warmup if done == first else None,
+            **kwargs,
+        )
+        started = started or one.started_ns
+        done += part
+    assert started is not None
+    return Published(count, started, time.time_ns())
+
+
+def _mosquitto_pub_session(
     port: int,
     topic: str,
     count: int,
@@ -262,10 +326,12 @@ def mosquitto_pub(
     size: int,
     pki=None,
     client_id: str,
+    first: int = 0,
+    warmup: Callable[[], None] | None = None,
     rate: float | None = None,
     inflight: int = 20,
 ) -> Published:
-    """Publish `count` QoS 1 messages with mosquitto_pub -l, fed line by line.
+    """One mosquitto_pub -l session, fed line by line.
 
     Each line is stamped as it is written to the publisher's stdin; with
     `rate` the lines are paced, else written as fast as the pipe takes them.
@@ -277,12 +343,16 @@ def mosquitto_pub(
     command += ["-i", client_id, "-q", "1", "-t", topic, "-l", "-M", str(inflight)]
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
-    started = time.time_ns()
     gap = 1e9 / rate if rate else 0
     try:
-        for seq in range(count):
+        if warmup is not None:
+            proc.stdin.write(payload(-1, size - 1) + b"\n")
+            proc.stdin.flush()
+            warmup()
+        started = time.time_ns()
+        for seq in range(first, first + count):
             if gap:
-                due = started + seq * gap
+                due = started + (seq - first) * gap
                 left = (due - time.time_ns()) / 1e9
                 if left > 0:
                     time.sleep(left)
@@ -310,9 +380,14 @@ def paho_publish(
     size: int,
     pki=None,
     client_id: str,
+    warmup: Callable[[], None] | None = None,
     inflight: int = 20,
 ) -> Published:
-    """The same with paho in this process (for comparison with mosquitto_pub)."""
+    """The same with paho in this process (for comparison with mosquitto_pub).
+
+    Each payload is stamped when handed to paho, which queues what is over
+    its in-flight window.
+    """
     import threading
 
     import paho.mqtt.client as mqtt
@@ -343,6 +418,10 @@ def paho_publish(
     try:
         if not connected.wait(10):
             raise RuntimeError("paho publisher could not connect")
+        if warmup is not None:
+            client.publish(topic, payload(-1, size), qos=1).wait_for_publish(10)
+            warmup()
+        acked[0] = 0
         started = time.time_ns()
         for seq in range(count):
             client.publish(topic, payload(seq, size), qos=1)
@@ -409,7 +488,7 @@ def bridge_spec(
         f"    app_version: {APP}",
         "    endpoints:",
     ]
-    lines += [f"      - {{local: {local}, token: {token}}}" for local, token in endpoints]
+    lines += [f"      - {{local: {dev}, token: {token}}}" for dev, token in endpoints]
     return "\n".join(lines) + "\n"
 
 
