@@ -23,6 +23,9 @@ from bridge_gen.yamlfile import Path_
 class Findings:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    # The topic lines checked, per bridge index and in spec order, so that
+    # plan need not build them again for a large inventory.
+    lines: dict[int, list[TopicLine]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,9 @@ def _bridges(
         _unanswered(bridge, resolved, here, located, out)
         same = _same_endpoints(bridge, resolved, here, located, out)
         _rules(bridge, here, located, out)
-        _mappings(_placed(bridge, resolved, here), located, out, same)
+        placed = _placed(bridge, resolved, here)
+        out.lines[i] = [p.line for p in placed]
+        _mappings(placed, located, out, same)
 
 
 def _unique(

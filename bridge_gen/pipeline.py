@@ -137,7 +137,13 @@ def _one(
     if findings.errors:
         raise SpecError(findings.errors)
 
-    gateway = plan(model, spec_path.resolve().parent, network=network, layout=layout)
+    gateway = plan(
+        model,
+        spec_path.resolve().parent,
+        network=network,
+        layout=layout,
+        lines=findings.lines,
+    )
     return Prepared(
         spec=model,
         plan=gateway,

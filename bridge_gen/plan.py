@@ -162,8 +162,14 @@ def plan(
     *,
     network: str | None = None,
     layout: Layout = CONTAINER,
+    lines: dict[int, list[TopicLine]] | None = None,
 ) -> GatewayPlan:
-    """Resolve a checked spec; `network` overrides the spec's container.network."""
+    """Resolve a checked spec; `network` overrides the spec's container.network.
+
+    `lines` are each bridge's topic lines in spec order where the caller
+    built them already (lint does); the rest are built here.
+    """
+    lines = lines or {}
     return GatewayPlan(
         gateway=spec.gateway,
         base_image=spec.container.image,
@@ -172,18 +178,28 @@ def plan(
         port=spec.local.port,
         bind=spec.local.bind,
         allow_anonymous=spec.local.allow_anonymous,
-        bridges=tuple(_bridge(spec, b, spec_dir, layout) for b in spec.bridges),
+        bridges=tuple(
+            _bridge(spec, b, spec_dir, layout, lines.get(i))
+            for i, b in enumerate(spec.bridges)
+        ),
         buffer_messages=spec.buffer.messages,
         queue_qos0=spec.buffer.qos0 == "queue",
         layout=layout,
     )
 
 
-def _bridge(spec: Spec, bridge: Bridge, spec_dir: Path, layout: Layout) -> BridgePlan:
+def _bridge(
+    spec: Spec,
+    bridge: Bridge,
+    spec_dir: Path,
+    layout: Layout,
+    built: list[TopicLine] | None,
+) -> BridgePlan:
     remote_id = bridge.clientid or f"{spec.gateway}-{bridge.name}"
-    lines = [line for e in bridge.endpoints for line in endpoint_lines(bridge, e)]
-    lines += [rule_line(rule) for rule in bridge.topics]
-    lines = order_lines(lines)
+    if built is None:
+        built = [line for e in bridge.endpoints for line in endpoint_lines(bridge, e)]
+        built += [rule_line(rule) for rule in bridge.topics]
+    lines = order_lines(built)
     tls = bridge.tls or Tls()
     return BridgePlan(
         name=bridge.name,

@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 
 from bridge_gen import plan as plans
-from bridge_gen.plan import GatewayPlan
+from bridge_gen.plan import GatewayPlan, TopicLine
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["conf"] = conf_value
     env.filters["topic"] = conf_topic
+    env.filters["topic_lines"] = topic_lines
     env.filters["onoff"] = lambda flag: "true" if flag else "false"
     env.filters["yaml"] = yaml_scalar
     return env
@@ -86,6 +87,25 @@ def conf_topic(value: str) -> str:
     if " " in value:
         raise UnsafeValue(f"refusing to render topic {value!r}: it has spaces")
     return conf_value(value)
+
+
+def topic_lines(lines: tuple[TopicLine, ...]) -> str:
+    """A bridge's `topic` directives, a comment above each group of them.
+
+    `topic PATTERN DIRECTION QOS [LOCAL_PREFIX REMOTE_PREFIX]`. Written here
+    rather than in the template: a gateway may have tens of thousands.
+    """
+    out = []
+    previous = None
+    for line in lines:
+        if line.note != previous:
+            out.append(f"# {conf_value(line.note)}")
+            previous = line.note
+        words = [conf_topic(line.pattern), line.direction, str(line.qos)]
+        if line.local_prefix or line.remote_prefix:
+            words += [conf_topic(line.local_prefix), conf_topic(line.remote_prefix)]
+        out.append("topic " + " ".join(words))
+    return "\n".join(out)
 
 
 def yaml_scalar(value: Any) -> str:
