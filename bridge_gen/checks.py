@@ -78,13 +78,7 @@ def _resolves(i: int, bridge: BridgePlan) -> list[Check]:
 
 
 def _connects(i: int, bridge: BridgePlan) -> list[Check]:
-    tls = None
-    if bridge.ca:
-        tls = probe.Tls(
-            bridge.ca.host_path,
-            bridge.cert.host_path if bridge.cert else None,
-            bridge.key.host_path if bridge.key else None,
-        )
+    tls = probe.tls_of(bridge)
     out = []
     for address in bridge.addresses:
         host, _, port = address.rpartition(":")

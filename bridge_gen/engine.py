@@ -377,13 +377,7 @@ def explain(lines: list[str], bridge: BridgePlan) -> str:
         return found.reason
 
     host, _, port = bridge.addresses[0].rpartition(":")
-    tls = None
-    if bridge.ca:
-        tls = probe.Tls(
-            bridge.ca.host_path,
-            bridge.cert.host_path if bridge.cert else None,
-            bridge.key.host_path if bridge.key else None,
-        )
+    tls = probe.tls_of(bridge)
     probed = probe.probe(host, int(port), tls)
     if probed:
         return probed

@@ -426,6 +426,8 @@ def _equal_filters(
 def _cycles(placed: list[_Placed], located: Composed, out: Findings) -> None:
     # After plan's ordering, a line still behind one that strictly covers it
     # is in a cycle of `both` lines: no order lets all of them work.
+    if not any(_has_wildcard(p.line) for p in placed):
+        return
     ordered = [placed[i] for i in plan.line_order([p.line for p in placed])]
     for i, wide in enumerate(ordered):
         if not _has_wildcard(wide.line):

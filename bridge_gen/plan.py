@@ -333,6 +333,8 @@ def line_order(lines: list[TopicLine]) -> list[int]:
     """The indices of `lines` in the order `order_lines` gives them."""
     # Only a filter with a wildcard can cover another one strictly, so only
     # those lines wait: the work is (wildcard lines) x (all lines).
+    if not any(_has_wildcard(line) for line in lines):
+        return list(range(len(lines)))  # a Kaa inventory: all exact topics
     waits_for: dict[int, set[int]] = {i: set() for i in range(len(lines))}
     unblocks: dict[int, list[int]] = {i: [] for i in range(len(lines))}
     for i, line in enumerate(lines):

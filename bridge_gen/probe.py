@@ -18,6 +18,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge_gen.plan import BridgePlan
+
 _CONNACK_CODES = {
     1: "unacceptable protocol version",
     2: "client identifier rejected",
@@ -32,6 +34,17 @@ class Tls:
     ca: Path
     cert: Path | None = None
     key: Path | None = None
+
+
+def tls_of(bridge: BridgePlan) -> Tls | None:
+    """The files a bridge connects with, as the probe takes them."""
+    if bridge.ca is None:
+        return None
+    return Tls(
+        bridge.ca.host_path,
+        bridge.cert.host_path if bridge.cert else None,
+        bridge.key.host_path if bridge.key else None,
+    )
 
 
 def probe(host: str, port: int, tls: Tls | None, timeout: float = 5.0) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,3 +67,17 @@ def docker_client():
     except docker.errors.ImageNotFound:
         unavailable("eclipse-mosquitto:2.0 is not here (scripts/build-base-image)")
     return client
+
+
+@pytest.fixture
+def gateway(docker_client) -> Iterator[str]:
+    """A unique gateway name; whatever Docker holds for it is removed after."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    yield name
+    label = f"io.bridge-gen.gateway={name}"
+    for container in docker_client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True, v=True)
+    for volume in docker_client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for image in docker_client.images.list(filters={"label": label}):
+        docker_client.images.remove(image.id, force=True)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,20 +42,6 @@ bridges:
       - local: devices/other
         token: tok-2
 """
-
-
-@pytest.fixture
-def gateway(docker_client) -> Iterator[str]:
-    """A unique gateway name; whatever Docker holds for it is removed after."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    yield name
-    label = f"io.bridge-gen.gateway={name}"
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for volume in docker_client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for image in docker_client.images.list(filters={"label": label}):
-        docker_client.images.remove(image.id, force=True)
 
 
 def write_spec(

@@ -8,7 +8,6 @@ on the device's local topics, once each, and nothing is echoed back.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,19 +47,6 @@ bridges:
       - local: line3/press-2
         token: press-2-token
 """
-
-
-@pytest.fixture
-def gateway(docker_client) -> Iterator[str]:
-    name = f"kaa-{uuid.uuid4().hex[:8]}"
-    yield name
-    label = f"io.bridge-gen.gateway={name}"
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True, v=True)
-    for volume in docker_client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for image in docker_client.images.list(filters={"label": label}):
-        docker_client.images.remove(image.id, force=True)
 
 
 @pytest.fixture
