@@ -331,19 +331,9 @@ def order_lines(lines: list[TopicLine]) -> list[TopicLine]:
 
 def line_order(lines: list[TopicLine]) -> list[int]:
     """The indices of `lines` in the order `order_lines` gives them."""
-    # Only a filter with a wildcard can cover another one strictly, so only
-    # those lines wait: the work is (wildcard lines) x (all lines).
     if not any(_has_wildcard(line) for line in lines):
         return list(range(len(lines)))  # a Kaa inventory: all exact topics
-    waits_for: dict[int, set[int]] = {i: set() for i in range(len(lines))}
-    unblocks: dict[int, list[int]] = {i: [] for i in range(len(lines))}
-    for i, line in enumerate(lines):
-        if not _has_wildcard(line):
-            continue
-        for j, other in enumerate(lines):
-            if j != i and covers_line(line, other, strictly=True):
-                waits_for[i].add(j)
-                unblocks[j].append(i)
+    waits_for, unblocks = _dependencies(lines)
 
     ready = [i for i, deps in waits_for.items() if not deps]
     heapq.heapify(ready)
@@ -363,6 +353,24 @@ def line_order(lines: list[TopicLine]) -> list[int]:
             if not waits_for[k] and k not in placed:
                 heapq.heappush(ready, k)
     return order
+
+
+def _dependencies(
+    lines: list[TopicLine],
+) -> tuple[dict[int, set[int]], dict[int, list[int]]]:
+    """Which lines each line must follow, and the reverse."""
+    # Only a filter with a wildcard can cover another one strictly, so only
+    # those lines wait: the work is (wildcard lines) x (all lines).
+    waits_for: dict[int, set[int]] = {i: set() for i in range(len(lines))}
+    unblocks: dict[int, list[int]] = {i: [] for i in range(len(lines))}
+    for i, line in enumerate(lines):
+        if not _has_wildcard(line):
+            continue
+        for j, other in enumerate(lines):
+            if j != i and covers_line(line, other, strictly=True):
+                waits_for[i].add(j)
+                unblocks[j].append(i)
+    return waits_for, unblocks
 
 
 def directions(direction: str) -> tuple[str, ...]:
