@@ -455,27 +455,25 @@ def status(
 
 
 def _print_status(report: Any) -> None:
-    from rich.table import Table
-
     health = f" ({report.health})" if report.health else ""
     output.say(
         f"gateway {report.gateway}: container {report.container} {report.state}{health}"
     )
     if report.started_at and report.state == "running":
         output.say(f"  started {report.started_at}, image {report.image}")
-    table = Table("bridge", "state", "reason", box=None, pad_edge=False)
-    for bridge in report.bridges:
-        state = {True: "connected", False: "disconnected", None: "unknown"}
-        table.add_row(bridge.name, state[bridge.connected], bridge.reason or "")
+    state = {True: "connected", False: "disconnected", None: "unknown"}
     if report.bridges:
-        output.out.print(table)
+        output.table(
+            ("bridge", "state", "reason"),
+            [(b.name, state[b.connected], b.reason or "") for b in report.bridges],
+        )
     if report.stored_messages is not None:
         output.say(
             f"buffer: {report.stored_messages} message(s) held; up to"
             f" {report.buffer_limit} per bridge while its remote is down"
         )
     if report.dropped_warnings:
-        output.say(
+        output.warn(
             f"DROPPED: the broker logged {report.dropped_warnings} time(s) that"
             f" the buffer was full, last at {report.last_drop}; raise"
             " buffer.messages"
@@ -566,6 +564,7 @@ def main() -> None:
     try:
         app()
     except SystemExit as exc:
-        # click reports usage mistakes with exit code 2 already; keep it.
-        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
-        sys.exit(code)
+        # None is success; a message instead of a code is a usage mistake.
+        if exc.code is None or isinstance(exc.code, int):
+            raise
+        sys.exit(EXIT_USAGE)

@@ -99,9 +99,11 @@ def run(say: Say, *, use_docker: bool | None, keep: Path | None) -> None:
         spec.write_text(
             SPEC.format(gateway=gateway, local_port=free_port(), cloud_port=cloud.port)
         )
-        engine = _docker_or_none(say) if use_docker is not False else None
-        if use_docker and engine is None:
-            raise BridgeGenError("--docker was given but no Docker engine answers")
+        engine, why_not = _docker(use_docker)
+        if engine is None and use_docker:
+            raise BridgeGenError(f"--docker was given, but {why_not}")
+        if engine is None and why_not:
+            say(f"{why_not}; running the bridge with the local mosquitto binary")
 
         if engine is not None:
             local_port = stack.enter_context(_bridge_in_docker(engine, spec, say))
@@ -122,27 +124,19 @@ def _temp_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _docker_or_none(say: Say):
-    try:
-        from bridge_gen import engine
-    except ImportError:  # pragma: no cover - docker is a dependency
-        return None
+def _docker(use_docker: bool | None):
+    """The engine client to run the bridge with, or None and why not."""
+    if use_docker is False:
+        return None, None
+    from bridge_gen import engine
+
     try:
         client = engine.engine()
     except BridgeGenError:
-        say(
-            "no Docker engine answers; running the bridge with the local"
-            " mosquitto binary"
-        )
-        return None
+        return None, "no Docker engine answers"
     if not engine.has_image(client, BASE_IMAGE):
-        say(
-            f"the Docker engine has no {BASE_IMAGE} image (docker pull it, or"
-            " scripts/build-base-image); running the bridge with the local"
-            " mosquitto binary"
-        )
-        return None
-    return client
+        return None, f"the Docker engine has no {BASE_IMAGE} image (docker pull it)"
+    return client, None
 
 
 @contextmanager

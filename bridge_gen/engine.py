@@ -24,6 +24,7 @@ from bridge_gen import plan as plans
 from bridge_gen import probe
 from bridge_gen.brokerlog import diagnose, lines_of
 from bridge_gen.errors import (
+    BridgeGenError,
     BridgeNotConnected,
     DockerFailed,
     DockerUnavailable,
@@ -112,7 +113,12 @@ def config_hash(
         # Rotating a certificate in place must replace the container, whose
         # entrypoint copied the old one. The file's identity and times tell
         # that without reading it: a key may be readable by Docker only.
-        info = mount.host_path.stat()
+        try:
+            info = mount.host_path.stat()
+        except OSError as exc:
+            raise BridgeGenError(
+                f"cannot use {mount.host_path}: {exc.strerror}"
+            ) from None
         stamp = f"{mount.host_path}\0{info.st_ino}\0{info.st_size}\0{info.st_mtime_ns}"
         digest.update(stamp.encode())
     return digest.hexdigest()
@@ -284,7 +290,10 @@ def bridge_states(container, plan: GatewayPlan) -> dict[str, bool] | None:
 
     None when the broker does not answer on its local socket at all.
     """
-    found = broker_sys(container, plan)
+    return _states(broker_sys(container, plan))
+
+
+def _states(found: dict[str, str] | None) -> dict[str, bool] | None:
     if found is None:
         return None
     prefix = "$SYS/broker/connection/"
@@ -393,7 +402,7 @@ def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
     attrs = container.attrs.get("State", {})
     running = container.status == "running"
     numbers = broker_sys(container, plan) if running else None
-    states = bridge_states(container, plan) if numbers is not None else None
+    states = _states(numbers)
     lines = log_lines(container, tail=2000)
     drops = [line for line in lines if "messages are being dropped" in line]
     bridges = []
@@ -444,6 +453,8 @@ def follow_logs(
             *complete, pending = pending.split(b"\n")
             for line in complete:
                 yield line.decode("utf-8", "replace")
+        if pending:
+            yield pending.decode("utf-8", "replace")
 
 
 def down(
@@ -461,7 +472,8 @@ def down(
                 done.append(f"removed volume {plan.volume_name}")
             except docker.errors.NotFound:
                 pass
-        if images:
+    if images:
+        with _engine_errors("remove the images"):
             done += _remove_images(client, plan)
     return done
 

@@ -197,8 +197,8 @@ def test_full_buffer_is_reported_and_the_broker_keeps_running(bridge, cloud) -> 
     publish(bridge["port"], 0, 3_000)
     status = runner.invoke(app, ["status", str(spec)])
 
-    assert "DROPPED: the broker logged" in status.stdout
-    assert "raise buffer.messages" in status.stdout
+    assert "warning: DROPPED: the broker logged" in status.stderr
+    assert "raise buffer.messages" in status.stderr
     # Still serving devices.
     publish(bridge["port"], 3_000, 10)
     assert "running" in status.stdout.splitlines()[0]
