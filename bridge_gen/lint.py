@@ -385,7 +385,7 @@ def _mappings(
     _cycles(placed, located, out)
     # One finding per line, and a partial overlap only on the later line.
     reported: set[Path_] = set()
-    broad = [(i, p) for i, p in enumerate(placed) if _has_wildcard(p.line)]
+    broad = [(i, p) for i, p in enumerate(placed) if plan.has_wildcard(p.line)]
     for j, other in enumerate(placed):
         for i, wide in broad:
             if other.path in reported or other.path == wide.path:
@@ -426,11 +426,11 @@ def _equal_filters(
 def _cycles(placed: list[_Placed], located: Composed, out: Findings) -> None:
     # After plan's ordering, a line still behind one that strictly covers it
     # is in a cycle of `both` lines: no order lets all of them work.
-    if not any(_has_wildcard(p.line) for p in placed):
+    if not any(plan.has_wildcard(p.line) for p in placed):
         return
     ordered = [placed[i] for i in plan.line_order([p.line for p in placed])]
     for i, wide in enumerate(ordered):
-        if not _has_wildcard(wide.line):
+        if not plan.has_wildcard(wide.line):
             continue
         for other in ordered[i + 1 :]:
             if not plan.covers_line(wide.line, other.line, strictly=True):
@@ -445,10 +445,6 @@ def _cycles(placed: list[_Placed], located: Composed, out: Findings) -> None:
                     key=True,
                 )
             )
-
-
-def _has_wildcard(line: TopicLine) -> bool:
-    return any(c in line.pattern for c in "+#")
 
 
 def _shadow(

@@ -331,7 +331,7 @@ def order_lines(lines: list[TopicLine]) -> list[TopicLine]:
 
 def line_order(lines: list[TopicLine]) -> list[int]:
     """The indices of `lines` in the order `order_lines` gives them."""
-    if not any(_has_wildcard(line) for line in lines):
+    if not any(has_wildcard(line) for line in lines):
         return list(range(len(lines)))  # a Kaa inventory: all exact topics
     waits_for, unblocks = _dependencies(lines)
 
@@ -364,7 +364,7 @@ def _dependencies(
     waits_for: dict[int, set[int]] = {i: set() for i in range(len(lines))}
     unblocks: dict[int, list[int]] = {i: [] for i in range(len(lines))}
     for i, line in enumerate(lines):
-        if not _has_wildcard(line):
+        if not has_wildcard(line):
             continue
         for j, other in enumerate(lines):
             if j != i and covers_line(line, other, strictly=True):
@@ -434,5 +434,5 @@ def overlaps(one: str, other: str) -> bool:
     return True
 
 
-def _has_wildcard(line: TopicLine) -> bool:
+def has_wildcard(line: TopicLine) -> bool:
     return any(c in line.pattern for c in "+#")

@@ -113,8 +113,10 @@ def yaml_scalar(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def render(plan: GatewayPlan, out_dir: Path) -> tuple[RenderedFile, ...]:
-    """Render every file of the bundle that will be written into `out_dir`."""
+def render(
+    plan: GatewayPlan, out_dir: Path, *, only: str | None = None
+) -> tuple[RenderedFile, ...]:
+    """Render every file of the bundle (or `only` one) to write into `out_dir`."""
     env = environment()
     base = out_dir.resolve()
     env_globals = {
@@ -132,6 +134,8 @@ def render(plan: GatewayPlan, out_dir: Path) -> tuple[RenderedFile, ...]:
     relative = functools.partial(_relative, base=base)
     out = []
     for name, template, mode in BUNDLE:
+        if only is not None and name != only:
+            continue
         tpl = env.get_template(template)
         text = tpl.render(relative=relative, **env_globals)
         out.append(RenderedFile(name, text, mode))
@@ -140,7 +144,7 @@ def render(plan: GatewayPlan, out_dir: Path) -> tuple[RenderedFile, ...]:
 
 def render_conf(plan: GatewayPlan) -> str:
     """Only mosquitto.conf, for running the broker outside Docker."""
-    return render(plan, Path("."))[0].text
+    return render(plan, Path("."), only="mosquitto.conf")[0].text
 
 
 def _relative(path: Path, base: Path) -> str:

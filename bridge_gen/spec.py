@@ -31,7 +31,7 @@ from pydantic import (
 from bridge_gen import inventory, names
 from bridge_gen.errors import Problem, SpecError
 from bridge_gen.names import shown
-from bridge_gen.yamlfile import Located, Path_, dotted, load_file
+from bridge_gen.yamlfile import Located, Path_, dotted
 
 _DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 _TRUE = ("true", "True", "TRUE")
@@ -329,12 +329,6 @@ class Composed(Located):
     def is_voided(self, path: Path_) -> bool:
         written, at = self.source(path)
         return at in written.voided
-
-
-def load(path: Path) -> tuple[Spec, Composed]:
-    """Read a spec file and check every field; raises SpecError."""
-    located = load_file(path, lenient=True)
-    return check(Composed.whole(located), located.problems)
 
 
 def check(composed: Composed, problems: list[Problem]) -> tuple[Spec, Composed]:
