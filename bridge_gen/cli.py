@@ -433,23 +433,53 @@ def up(
 @app.command()
 @boundary
 def status(
-    spec_file: SpecArg, as_json: JsonOpt = False, gateway: GatewayOpt = None
+    spec_file: SpecArg,
+    as_json: JsonOpt = False,
+    gateway: GatewayOpt = None,
+    watch: Annotated[
+        float | None,
+        typer.Option(
+            help="Refresh every this many seconds until interrupted (Ctrl-C).",
+            show_default=False,
+        ),
+    ] = None,
+    times: Annotated[
+        int | None,
+        typer.Option(help="With --watch, stop after this many reports."),
+    ] = None,
 ) -> None:
     """Show the container's state and whether each bridge is connected.
 
-    Exit code 1 when the container is not running or a bridge is down.
+    Connected is what the broker itself reports; a bridge that is down gets
+    the reason, read from the broker's log or found by connecting to its
+    remote. Also shows how many messages the broker holds and whether it
+    had to drop any. Exit code 1 when the container is not running or a
+    bridge is down (with --watch: at the last report).
     """
-    import dataclasses
+    import time
 
     from bridge_gen import engine
 
     prepared = _quiet(spec_file, gateway)
-    report = engine.status(engine.engine(), prepared.plan)
-    healthy = report.state == "running" and all(b.connected for b in report.bridges)
-    if as_json:
-        output.emit_json({**dataclasses.asdict(report), "ok": healthy})
-    else:
-        _print_status(report)
+    client = engine.engine()
+    count = 0
+    while True:
+        report = engine.status(client, prepared.plan)
+        healthy = report.state == "running" and all(b.connected for b in report.bridges)
+        if as_json:
+            # Watching, each report is one line, so a script can read them
+            # as they come.
+            output.emit_json(
+                {**dataclasses.asdict(report), "ok": healthy}, lines=watch is not None
+            )
+        else:
+            _print_status(report)
+        count += 1
+        if watch is None or (times is not None and count >= times):
+            break
+        time.sleep(watch)
+        if not as_json:
+            output.say("")
     if not healthy:
         raise typer.Exit(1)
 

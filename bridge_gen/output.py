@@ -40,9 +40,11 @@ def table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     (out if out.is_terminal else wide).print(grid)
 
 
-def emit_json(data: Any) -> None:
+def emit_json(data: Any, *, lines: bool = False) -> None:
+    """JSON on stdout; `lines` writes one compact line (JSON Lines)."""
     # Plain write, not rich: scripts parse this, no wrapping or markup.
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    indent = None if lines else 2
+    sys.stdout.write(json.dumps(data, indent=indent, sort_keys=True) + "\n")
     sys.stdout.flush()
 
 

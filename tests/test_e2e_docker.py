@@ -119,6 +119,12 @@ def test_up_carries_telemetry_and_replies_then_down(
     assert report["ok"] is True
     assert report["bridges"] == [{"name": "kaa", "connected": True, "reason": None}]
 
+    watched = runner.invoke(
+        app, ["status", str(spec), "--json", "--watch", "0.2", "--times", "2"]
+    )
+    reports = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert [r["ok"] for r in reports] == [True, True]
+
     again = runner.invoke(app, ["up", str(spec), "--network", "host"])
     assert again.exit_code == 0
     assert "unchanged" in again.stdout
