@@ -1,4 +1,8 @@
-"""Reading mosquitto's log: why a bridge is not connected, in plain words.
+"""What the broker says: why a bridge is not connected, and its $SYS state.
+
+The $SYS part is the one way bridge-gen asks a running broker about its
+bridges, whether the broker runs in a container or on this host: the same
+`mosquitto_sub` command over the broker's local socket, read the same way.
 
 mosquitto logs a failed bridge attempt as OpenSSL error codes, socket errors
 or CONNACK refusals, spread over several lines. `diagnose` picks the most
@@ -145,3 +149,36 @@ def diagnose(lines: list[str], window: int = 60) -> Diagnosis | None:
                 best = (rank, Diagnosis(text, line.strip(), specific, permanent))
             break
     return best[1] if best else None
+
+
+SYS_TOPICS = ("$SYS/broker/connection/+/state", "$SYS/broker/store/messages/count")
+
+
+def sys_command(socket: str) -> list[str]:
+    """The mosquitto_sub call that reads the retained $SYS values we use."""
+    topics = [arg for topic in SYS_TOPICS for arg in ("-t", topic)]
+    return [
+        "mosquitto_sub", "--unix", socket, "-i", "bridge-gen-status",
+        *topics, "-v", "--retained-only", "-W", "2",
+    ]  # fmt: skip
+
+
+def read_sys(code: int, text: str) -> dict[str, str] | None:
+    """Topic to value from that call's output; None if the broker is silent."""
+    # 27 is mosquitto_sub's "timed out": an answer with nothing retained.
+    if code not in (0, 27) or text.startswith("Error"):
+        return None
+    pairs = (line.split(" ", 1) for line in text.splitlines() if " " in line)
+    return {topic: value.strip() for topic, value in pairs}
+
+
+def bridge_states(found: dict[str, str] | None) -> dict[str, bool] | None:
+    """Remote client id to connected, from the $SYS values."""
+    if found is None:
+        return None
+    prefix = "$SYS/broker/connection/"
+    return {
+        topic[len(prefix) :].split("/")[0]: value == "1"
+        for topic, value in found.items()
+        if topic.startswith(prefix) and topic.endswith("/state")
+    }

@@ -26,7 +26,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bridge_gen import pipeline, render
+from bridge_gen import brokerlog, pipeline, render
 from bridge_gen.errors import BridgeGenError, BridgeNotConnected
 from bridge_gen.pki import make_throwaway_pki
 from bridge_gen.plan import host_layout
@@ -184,35 +184,23 @@ def _bridge_with_binary(mosquitto: str, spec: Path, work: Path, say: Say):
 
 
 def _wait_socket_state(plan, proc, log_path: Path, timeout: float = 20) -> None:
-    client_id = plan.bridges[0].remote_clientid
+    wanted = {b.remote_clientid for b in plan.bridges}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
+    while time.monotonic() < deadline and proc.poll() is None:
         answer = subprocess.run(
-            [
-                "mosquitto_sub",
-                "--unix",
-                plan.layout.socket,
-                "-i",
-                "bridge-gen-status",
-                "-t",
-                f"$SYS/broker/connection/{client_id}/state",
-                "-C",
-                "1",
-                "-W",
-                "2",
-                "--retained-only",
-            ],
+            brokerlog.sys_command(plan.layout.socket),
             capture_output=True,
             text=True,
             check=False,
         )
-        if answer.stdout.strip() == "1":
+        states = brokerlog.read_sys(answer.returncode, answer.stdout)
+        connected = brokerlog.bridge_states(states) or {}
+        if all(connected.get(client_id) for client_id in wanted):
             return
         time.sleep(0.5)
-    tail = log_path.read_text(errors="replace").splitlines()[-5:]
-    raise BridgeNotConnected("the demo bridge did not connect: " + " | ".join(tail))
+    found = brokerlog.diagnose(log_path.read_text(errors="replace").splitlines())
+    why = found.reason if found else "no reason in the broker's log"
+    raise BridgeNotConnected(f"the demo bridge did not connect: {why}")
 
 
 def _exchange(pki, cloud_port: int, local_port: int, say: Say) -> None:

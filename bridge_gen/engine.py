@@ -20,8 +20,8 @@ import docker
 import docker.errors
 from docker.types import Mount
 
+from bridge_gen import brokerlog, probe
 from bridge_gen import plan as plans
-from bridge_gen import probe
 from bridge_gen.brokerlog import diagnose, lines_of
 from bridge_gen.errors import (
     BridgeGenError,
@@ -290,38 +290,16 @@ def bridge_states(container, plan: GatewayPlan) -> dict[str, bool] | None:
 
     None when the broker does not answer on its local socket at all.
     """
-    return _states(broker_sys(container, plan))
-
-
-def _states(found: dict[str, str] | None) -> dict[str, bool] | None:
-    if found is None:
-        return None
-    prefix = "$SYS/broker/connection/"
-    return {
-        topic[len(prefix) :].split("/")[0]: value == "1"
-        for topic, value in found.items()
-        if topic.startswith(prefix) and topic.endswith("/state")
-    }
+    return brokerlog.bridge_states(broker_sys(container, plan))
 
 
 def broker_sys(container, plan: GatewayPlan) -> dict[str, str] | None:
     """The broker's retained $SYS values that bridge-gen reads, or None."""
-    command = [
-        "mosquitto_sub", "--unix", plan.layout.socket, "-i", "bridge-gen-status",
-        "-t", "$SYS/broker/connection/+/state",
-        "-t", "$SYS/broker/store/messages/count",
-        "-v", "--retained-only", "-W", "2",
-    ]  # fmt: skip
     try:
-        code, output = container.exec_run(command)
+        code, output = container.exec_run(brokerlog.sys_command(plan.layout.socket))
     except docker.errors.APIError:
         return None
-    text = output.decode("utf-8", "replace")
-    # 27 is mosquitto_sub's "timed out": an answer with nothing retained.
-    if code not in (0, 27) or text.startswith("Error"):
-        return None
-    pairs = (line.split(" ", 1) for line in text.splitlines() if " " in line)
-    return {topic: value.strip() for topic, value in pairs}
+    return brokerlog.read_sys(code, output.decode("utf-8", "replace"))
 
 
 def log_lines(container, *, tail: int | str = 200) -> list[str]:
@@ -402,7 +380,7 @@ def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
     attrs = container.attrs.get("State", {})
     running = container.status == "running"
     numbers = broker_sys(container, plan) if running else None
-    states = _states(numbers)
+    states = brokerlog.bridge_states(numbers)
     lines = log_lines(container, tail=2000)
     drops = [line for line in lines if "messages are being dropped" in line]
     bridges = []
