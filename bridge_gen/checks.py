@@ -28,9 +28,9 @@ def check(
     offline: bool,
     connect: bool,
     expiry_days: int,
-    docker_probe=None,
+    docker: bool,
 ) -> list[Check]:
-    """Every finding for one gateway; `docker_probe` reports on the engine."""
+    """Every finding for one gateway; `docker` asks the engine too."""
     found: list[Check] = []
     for i, bridge in enumerate(plan.bridges):
         found += _tls(i, bridge, expiry_days)
@@ -39,8 +39,30 @@ def check(
         if connect:
             found += _connects(i, bridge)
     found.append(_port(plan))
-    if docker_probe is not None:
-        found += docker_probe(plan)
+    if docker:
+        found += _engine(plan)
+    return found
+
+
+def _engine(plan: GatewayPlan) -> list[Check]:
+    from bridge_gen import engine  # the docker SDK only when asked for
+    from bridge_gen.errors import DockerUnavailable
+
+    try:
+        client = engine.engine()
+    except DockerUnavailable as exc:
+        return [Check("error", "docker", str(exc))]
+    found = [Check("ok", "docker", "the Docker engine answers")]
+    if engine.has_image(client, plan.base_image):
+        found.append(Check("ok", "container.image", f"{plan.base_image} is here"))
+    else:
+        found.append(
+            Check(
+                "warning",
+                "container.image",
+                f"{plan.base_image} is not on this engine; `up` will pull it",
+            )
+        )
     return found
 
 

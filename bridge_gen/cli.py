@@ -371,17 +371,12 @@ def check(
     from bridge_gen import checks
 
     prepared = _prepare(spec_file, files_required=False, gateway=gateway)
-    preflight = None
-    if docker:
-        from bridge_gen import engine  # the docker SDK only when asked for
-
-        preflight = engine.preflight
     found = checks.check(
         prepared.plan,
         offline=offline,
         connect=connect,
         expiry_days=expiry_days,
-        docker_probe=preflight,
+        docker=docker,
     )
     if as_json:
         output.emit_json([dataclasses.asdict(f) for f in found])

@@ -487,25 +487,3 @@ def _not_deployed(plan: GatewayPlan) -> str:
 def _short(exc: Exception) -> str:
     text = str(getattr(exc, "explanation", None) or exc)
     return " ".join(text.split())[:300]
-
-
-def preflight(plan: GatewayPlan) -> list:
-    """Whether the engine answers and holds the base image, as checks."""
-    from bridge_gen.checks import Check
-
-    try:
-        client = engine()
-    except DockerUnavailable as exc:
-        return [Check("error", "docker", str(exc))]
-    found = [Check("ok", "docker", "the Docker engine answers")]
-    if has_image(client, plan.base_image):
-        found.append(Check("ok", "container.image", f"{plan.base_image} is here"))
-    else:
-        found.append(
-            Check(
-                "warning",
-                "container.image",
-                f"{plan.base_image} is not on this engine; `up` will pull it",
-            )
-        )
-    return found
