@@ -76,7 +76,7 @@ def _render(spec: Path, out: Path):
     from bridge_gen import pipeline
 
     prepared = pipeline.prepare(spec, files_required=False)
-    return prepared, pipeline.bundle(prepared, out)
+    return prepared, pipeline.bundle(prepared, out)[1]
 
 
 def _timed(fn, reps: int, *, collect: bool = True) -> list[float]:
@@ -136,7 +136,7 @@ def run(work: Path, quick: bool) -> dict:
             "endpoints": count,
             "topic_lines": prepared.topic_lines,
             "spec_bytes": len(text.encode()),
-            "conf_bytes": len(pipeline.bundle(prepared, out)[0].text.encode()),
+            "conf_bytes": len(pipeline.bundle(prepared, out)[1][0].text.encode()),
             "parse_s": statistics.median(parse_t),
             "prepare_s": statistics.median(prepare_t),
             "bundle_s": statistics.median(bundle_t),

@@ -513,11 +513,11 @@ def bridge_container(
     spec = work / f"{gateway}.yaml"
     spec.write_text(bridge_spec(gateway, port, standin.port, standin.pki, endpoints))
     prepared = pipeline.prepare(spec, files_required=True)
-    files = pipeline.bundle(prepared, work)
+    plan, files = pipeline.bundle(prepared, work)
     client = engine.engine()
     started = time.monotonic()
     try:
-        engine.up(client, prepared.plan, files, on_progress=lambda _t: None, timeout=60)
+        engine.up(client, plan, files, on_progress=lambda _t: None, timeout=60)
         yield RunningBridge(
             gateway,
             port,

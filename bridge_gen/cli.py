@@ -137,12 +137,14 @@ def _prepare(
     path: Path,
     *,
     files_required: bool,
+    passwords_required: bool | None = None,
     network: Network | None = None,
     gateway: str | None = None,
 ) -> pipeline.Prepared:
     prepared = pipeline.prepare(
         path,
         files_required=files_required,
+        passwords_required=passwords_required,
         network=network.value if network else None,
         gateway=gateway,
     )
@@ -152,14 +154,27 @@ def _prepare(
 
 
 def _prepare_all(
-    path: Path, gateway: str | None, network: Network | None = None
+    path: Path,
+    gateway: str | None,
+    network: Network | None = None,
+    *,
+    passwords_required: bool = False,
 ) -> pipeline.Gateways:
     """One gateway when named, else every gateway in the file."""
     if gateway is not None:
-        one = _prepare(path, files_required=False, network=network, gateway=gateway)
+        one = _prepare(
+            path,
+            files_required=False,
+            passwords_required=passwords_required,
+            network=network,
+            gateway=gateway,
+        )
         return pipeline.Gateways(one.fleet, (one,), ())
     found = pipeline.prepare_all(
-        path, files_required=False, network=network.value if network else None
+        path,
+        files_required=False,
+        passwords_required=passwords_required,
+        network=network.value if network else None,
     )
     for problem in found.warnings:
         output.warn(str(problem))
@@ -258,13 +273,14 @@ def render(
     """
     from bridge_gen.writer import write_bundle
 
-    found = _prepare_all(spec_file, gateway, network)
+    # The password file is written here, so its passwords must be readable.
+    found = _prepare_all(spec_file, gateway, network, passwords_required=True)
     for prepared in found.gateways:
         name = prepared.plan.gateway
         # A fleet's --out holds a folder per gateway; a spec's is the folder.
         fleet = found.fleet is not None
         out_dir = (out or Path("out")) / name if fleet else out or Path("out") / name
-        files = pipeline.bundle(prepared, out_dir)
+        _, files = pipeline.bundle(prepared, out_dir)
         for item in write_bundle(files, out_dir):
             output.say(f"{item.action:>9}  {item.path}")
     for prepared in found.gateways:
@@ -407,17 +423,20 @@ def up(
     with the same spec and files changes nothing; after a change it
     replaces the container. Queued messages stay in the data volume.
     """
-    from bridge_gen import engine
+    from bridge_gen import engine, state
+    from bridge_gen.writer import write_bundle
 
     prepared = _prepare(
         spec_file, files_required=True, network=network, gateway=gateway
     )
-    files = pipeline.bundle(prepared, Path("."))
     client = engine.engine()
-    with output.progress(f"bringing up gateway {prepared.plan.gateway}") as step:
-        action = engine.up(
-            client, prepared.plan, files, on_progress=step, timeout=timeout
-        )
+    # The container mounts the password file from here; the other files
+    # show what runs.
+    folder = state.gateway_dir(prepared.plan.gateway)
+    plan, files = pipeline.bundle(prepared, folder)
+    write_bundle(files, folder)
+    with output.progress(f"bringing up gateway {plan.gateway}") as step:
+        action = engine.up(client, plan, files, on_progress=step, timeout=timeout)
     names = ", ".join(b.name for b in prepared.plan.bridges)
     output.say(
         f"gateway {prepared.plan.gateway}: container"
@@ -543,11 +562,18 @@ def down(
     ] = False,
     gateway: GatewayOpt = None,
 ) -> None:
-    """Stop and remove the bridge container; the data volume stays by default."""
-    from bridge_gen import engine
+    """Stop and remove the bridge container; the data volume stays by default.
+
+    The files `up` wrote for the gateway on this host (its password file
+    among them) are removed too.
+    """
+    from bridge_gen import engine, state
 
     prepared = _quiet(spec_file, gateway)
     done = engine.down(engine.engine(), prepared.plan, volumes=volumes, images=images)
+    forgotten = state.forget(prepared.plan.gateway)
+    if forgotten is not None:
+        done.append(f"removed {forgotten}")
     for line in done or [f"gateway {prepared.plan.gateway} was not running"]:
         output.say(line)
 

@@ -144,8 +144,7 @@ def _bridge_in_docker(client, spec: Path, say: Say) -> Iterator[int]:
     from bridge_gen import engine
 
     prepared = pipeline.prepare(spec, files_required=True)
-    files = pipeline.bundle(prepared, spec.parent)
-    plan = prepared.plan
+    plan, files = pipeline.bundle(prepared, spec.parent)
     say(
         f"bringing up the bridge in Docker (container {plan.container_name},"
         " host network)"

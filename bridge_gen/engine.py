@@ -35,7 +35,7 @@ from bridge_gen.render import RenderedFile
 
 HASH_LABEL = f"{plans.LABEL_PREFIX}.config-hash"
 GATEWAY_LABEL = f"{plans.LABEL_PREFIX}.gateway"
-IMAGE_FILES = ("Dockerfile", "mosquitto.conf", "bridge-entrypoint.sh")
+IMAGE_FILES = ("Dockerfile", "mosquitto.conf", "acl", "bridge-entrypoint.sh")
 
 Progress = Callable[[str], None]
 
@@ -108,7 +108,8 @@ def config_hash(
     for item in files:
         if item.name in IMAGE_FILES:
             digest.update(f"{item.name}\0{item.mode}\0{item.text}\0".encode())
-    digest.update(f"{plan.network}\0{plan.bind}\0{plan.port}\0".encode())
+    digest.update(f"{plan.network}\0{plan.bind}\0{plan.listeners}\0".encode())
+    digest.update(f"{plan.limits}\0".encode())
     for mount in plan.files:
         # Rotating a certificate in place must replace the container, whose
         # entrypoint copied the old one. The file's identity and times tell
@@ -268,13 +269,20 @@ def _start(client, plan: GatewayPlan, image: str, wanted: str):
         "cap_drop": ["ALL"],
         "cap_add": list(plans.CAPABILITIES),
         "security_opt": ["no-new-privileges"],
+        "pids_limit": plan.limits.pids,
     }
+    if plan.limits.memory:
+        options["mem_limit"] = plan.limits.memory
+    if plan.limits.cpus:
+        options["nano_cpus"] = round(float(plan.limits.cpus) * 1e9)
     if plan.restart != "no":
         options["restart_policy"] = {"Name": plan.restart}
     if plan.network == "host":
         options["network_mode"] = "host"
     else:
-        options["ports"] = {f"{plan.port}/tcp": (plan.bind, plan.port)}
+        options["ports"] = {
+            f"{port}/tcp": (plan.bind, port) for _, port in plan.listeners
+        }
 
     with _engine_errors("create the data volume"):
         try:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge_gen import kp1, plan
+from bridge_gen import access, kp1, plan
+from bridge_gen.access import missing_file
 from bridge_gen.errors import Problem
 from bridge_gen.names import MAX_TOPIC_BYTES, shown
 from bridge_gen.plan import TopicLine, endpoint_lines, rule_line
@@ -40,22 +41,29 @@ class _Placed:
         return bool(self.line.local_prefix or self.line.remote_prefix)
 
 
-def lint(spec: Spec, located: Composed, *, files_required: bool) -> Findings:
-    """Check the spec as a whole; `files_required` for commands that start it."""
+def lint(
+    spec: Spec,
+    located: Composed,
+    *,
+    files_required: bool,
+    passwords_required: bool = False,
+) -> Findings:
+    """Check the spec as a whole.
+
+    `files_required` for commands that start the bridge, `passwords_required`
+    for those that write the password file.
+    """
     out = Findings()
     spec_dir = Path(located.file).resolve().parent
     bridges = list(enumerate(spec.bridges))
     _bridges(bridges, spec.gateway, located, spec_dir, files_required, out)
-
-    bind, port = spec.local.bind, spec.local.port
-    if spec.local.allow_anonymous and not bind.startswith("127."):
-        out.warnings.append(
-            located.problem(
-                ("local", "allow_anonymous"),
-                f"anyone who reaches {bind}:{port} may publish and subscribe"
-                " without a password",
-            )
-        )
+    access.check(
+        spec,
+        located,
+        files_required=files_required,
+        passwords_required=passwords_required,
+        out=out,
+    )
     out.warnings.sort(key=lambda p: (p.line or 0, p.column or 0, p.field))
     return out
 
@@ -163,21 +171,11 @@ def _tls(
         value = getattr(tls, role)
         if value is None:
             continue
-        problem = _missing_file(spec_dir / value)
+        problem = missing_file(spec_dir / value)
         if problem is None:
             continue
         found = located.problem((*here, "tls", role), f"{value} {problem}")
         (out.errors if files_required else out.warnings).append(found)
-
-
-def _missing_file(path: Path) -> str | None:
-    try:
-        if path.is_file():
-            return None
-        what = "does not exist" if not path.exists() else "is not a file"
-    except OSError as exc:
-        what = f"cannot be read: {exc.strerror}"
-    return f"{what} ({path})"
 
 
 def _endpoints(bridge: Bridge, here: Path_, located: Composed, out: Findings) -> None:

@@ -31,6 +31,10 @@ APP_VERSION = r"[a-z0-9_-]+"
 GATEWAY = r"[a-z0-9]+(?:(?:__?|-+)[a-z0-9]+)*"
 BRIDGE = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 CLIENT_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+USER = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+MEMORY = r"[1-9][0-9]{0,8}[kmg]"
+CPUS = r"(?:0|[1-9][0-9]{0,2})(?:\.[0-9]{1,2})?"
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 GATEWAY_MAX = 63
 
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -138,6 +142,16 @@ def topic_filter(value: str) -> str:
     return value
 
 
+def access_filter(value: str) -> str:
+    """A topic filter of the access list: one word on its line, not empty."""
+    if not value:
+        raise ValueError("may not be empty")
+    text(value)
+    if " " in value:
+        raise ValueError("may not contain spaces (the access list cannot hold them)")
+    return topic_filter(value)
+
+
 def topic_prefix(value: str) -> str:
     """A bridge prefix: plain text, concatenated to the pattern as is."""
     _topic_text(value, "prefix")
@@ -208,6 +222,54 @@ def client_id(value: str) -> str:
         "a client id: start with a letter or digit, then letters, digits, '.',"
         " '-' or '_', 128 at most",
     )
+
+
+def user_name(value: str) -> str:
+    """A local user: a line of the password and ACL files, or a CN."""
+    return _matching(
+        value,
+        USER,
+        "a user name: start with a letter or digit, then letters, digits, '.',"
+        " '@', '-' or '_', 64 at most",
+    )
+
+
+def memory(value: str) -> str:
+    """A memory size as Docker takes it: a number and k, m or g."""
+    _matching(value, MEMORY, "a memory size: a whole number and k, m or g (256m)")
+    if size_bytes(value) < 16 * 1024 * 1024:
+        raise ValueError(f"{shown(value)} is too little; the broker needs 16m at least")
+    return value
+
+
+def size_bytes(value: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    return int(value[:-1]) * units[value[-1]]
+
+
+def cpus(value: str) -> str:
+    """A CPU limit: a decimal number of CPUs, more than none."""
+    _matching(value, CPUS, "a number of CPUs, e.g. 0.5 or 2")
+    if float(value) < 0.01:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def env_name(value: str) -> str:
+    """The name of an environment variable that holds a secret."""
+    return _matching(
+        value,
+        ENV_NAME,
+        "an environment variable name: letters, digits and '_', not starting"
+        " with a digit",
+    )
+
+
+def password(value: str) -> str:
+    """A password: hashed before it is written, so only line breaks matter."""
+    if not value:
+        raise ValueError("may not be empty")
+    return text(value)
 
 
 def host(value: str) -> str:

@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge_gen import fleet, lint, spec
-from bridge_gen.errors import Problem, SpecError
+from bridge_gen import credentials, fleet, lint, spec
+from bridge_gen.errors import BridgeGenError, Problem, SpecError
 from bridge_gen.plan import CONTAINER, GatewayPlan, Layout, plan
 from bridge_gen.render import RenderedFile, render
 from bridge_gen.yamlfile import Located, load_file
@@ -25,6 +25,7 @@ class Prepared:
     warnings: tuple[Problem, ...]
     endpoints: int
     topic_lines: int
+    spec_dir: Path
     fleet: str | None = None  # the fleet file's name, for a fleet's gateway
 
 
@@ -44,10 +45,19 @@ class _Source:
     problems: list[Problem]  # what the loader found: a duplicate key
 
 
+@dataclass(frozen=True)
+class _Options:
+    files_required: bool  # certificate files must exist: the bridge starts
+    passwords_required: bool  # passwords must be readable: they are written
+    network: str | None
+    layout: Layout
+
+
 def prepare(
     spec_path: Path,
     *,
     files_required: bool,
+    passwords_required: bool | None = None,
     network: str | None = None,
     layout: Layout = CONTAINER,
     gateway: str | None = None,
@@ -56,27 +66,31 @@ def prepare(
 
     From a fleet file, the gateway named (required when it holds several);
     a plain spec takes a name too, when it is that spec's gateway. Other
-    gateways of the fleet are not checked.
+    gateways of the fleet are not checked. `passwords_required` defaults to
+    `files_required`; `render` needs the passwords but not the certificates.
     """
     source = _read(spec_path)
     member = fleet.choose(
         source.members, gateway, str(spec_path), fleet=source.fleet is not None
     )
-    options = (files_required, network, layout)
-    return _checked(spec_path, source, [member], *options).gateways[0]
+    required = files_required if passwords_required is None else passwords_required
+    options = _Options(files_required, required, network, layout)
+    return _checked(spec_path, source, [member], options).gateways[0]
 
 
 def prepare_all(
     spec_path: Path,
     *,
     files_required: bool,
+    passwords_required: bool | None = None,
     network: str | None = None,
     layout: Layout = CONTAINER,
 ) -> Gateways:
     """Every gateway of a file, all checked: if one is wrong, none is returned."""
     source = _read(spec_path)
-    options = (files_required, network, layout)
-    return _checked(spec_path, source, source.members, *options)
+    required = files_required if passwords_required is None else passwords_required
+    options = _Options(files_required, required, network, layout)
+    return _checked(spec_path, source, source.members, options)
 
 
 def _read(spec_path: Path) -> _Source:
@@ -93,17 +107,13 @@ def _checked(
     spec_path: Path,
     source: _Source,
     members: list[fleet.Member],
-    files_required: bool,
-    network: str | None,
-    layout: Layout,
+    options: _Options,
 ) -> Gateways:
     done: list[Prepared] = []
     reports: list[tuple[str, list[Problem]]] = []
     for member in members:
         try:
-            prepared = _one(
-                spec_path, member, source.problems, files_required, network, layout
-            )
+            prepared = _one(spec_path, member, source.problems, options)
             prepared = dataclasses.replace(prepared, fleet=source.fleet)
         except SpecError as exc:
             reports.append((member.name, exc.problems))
@@ -125,23 +135,28 @@ def _one(
     spec_path: Path,
     member: fleet.Member,
     loaded: list[Problem],
-    files_required: bool,
-    network: str | None,
-    layout: Layout,
+    options: _Options,
 ) -> Prepared:
     model, located = spec.check(member.composed, loaded)
-    findings = lint.lint(model, located, files_required=files_required)
-    loopback = _loopback_remotes(model, located, network or model.container.network)
+    findings = lint.lint(
+        model,
+        located,
+        files_required=options.files_required,
+        passwords_required=options.passwords_required,
+    )
+    network = options.network or model.container.network
+    loopback = _loopback_remotes(model, located, network)
     # It can never connect, so `up` refuses; rendering may be for elsewhere.
-    (findings.errors if files_required else findings.warnings).extend(loopback)
+    (findings.errors if options.files_required else findings.warnings).extend(loopback)
     if findings.errors:
         raise SpecError(findings.errors)
 
+    spec_dir = spec_path.resolve().parent
     gateway = plan(
         model,
-        spec_path.resolve().parent,
-        network=network,
-        layout=layout,
+        spec_dir,
+        network=options.network,
+        layout=options.layout,
         lines=findings.lines,
     )
     return Prepared(
@@ -150,6 +165,7 @@ def _one(
         warnings=tuple(findings.warnings),
         endpoints=sum(len(b.endpoints) for b in model.bridges),
         topic_lines=sum(len(b.lines) for b in gateway.bridges),
+        spec_dir=spec_dir,
     )
 
 
@@ -175,5 +191,26 @@ def _loopback_remotes(
     return found
 
 
-def bundle(prepared: Prepared, out_dir: Path) -> tuple[RenderedFile, ...]:
-    return render(prepared.plan, out_dir)
+def bundle(
+    prepared: Prepared, out_dir: Path
+) -> tuple[GatewayPlan, tuple[RenderedFile, ...]]:
+    """The files to write into `out_dir`, and the plan they belong to.
+
+    The hashed password file is written with the others, 0600, and mounted
+    from there: the plan returned says so, and is the one to start.
+    """
+    placed = prepared.plan
+    if placed.passwd is not None:
+        passwd = dataclasses.replace(
+            placed.passwd, host_path=out_dir.resolve() / "passwd"
+        )
+        placed = dataclasses.replace(placed, passwd=passwd)
+    files = render(placed, out_dir)
+    if placed.passwd is not None:
+        try:
+            text = credentials.password_file(prepared.spec, prepared.spec_dir)
+        except credentials.Unreadable as exc:
+            # Read moments ago by lint; something changed it since.
+            raise BridgeGenError(f"local users: {exc}") from None
+        files += (RenderedFile("passwd", text, 0o600),)
+    return placed, files

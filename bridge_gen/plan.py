@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge_gen import kp1
-from bridge_gen.spec import Bridge, Endpoint, Spec, Tls, TopicRule
+from bridge_gen.spec import Bridge, Endpoint, Local, Spec, Tls, TopicRule
 
 LABEL_PREFIX = "io.bridge-gen"
 CERTS_DIR = "/mosquitto/certs"
@@ -24,6 +24,10 @@ RUN_DIR = "/mosquitto/run"
 SOCKET = f"{RUN_DIR}/local.sock"
 DATA_DIR = "/mosquitto/data"
 CONF_PATH = "/mosquitto/config/mosquitto.conf"
+ACL_PATH = "/mosquitto/config/acl"
+# The local listeners' files sit beside the bridges' in folders named after
+# them; no bridge name may start with "_".
+LOCAL_FILES = "_local"
 
 # The container drops every capability but those its start needs: the
 # entrypoints copy root-owned keys (DAC_OVERRIDE) and hand them and the
@@ -46,6 +50,7 @@ class Layout:
     data_dir: str
     certs_dir: str | None  # None: read certificates where they lie on the host
     run_as: str | None = None  # a `user` directive, for brokers started as root
+    acl_path: str = ACL_PATH
 
 
 CONTAINER = Layout(socket=SOCKET, data_dir=DATA_DIR, certs_dir=CERTS_DIR)
@@ -62,6 +67,7 @@ def host_layout(run_dir: Path, run_as: str | None = None) -> Layout:
         data_dir=str(run_dir / "data"),
         certs_dir=None,
         run_as=run_as,
+        acl_path=str(run_dir / "acl"),
     )
 
 
@@ -89,14 +95,14 @@ class TopicLine:
 class FileMount:
     """A host file mounted read-only, then copied where the broker reads it."""
 
-    role: str  # ca, cert or key
+    role: str  # ca, cert, key or passwd
     host_path: Path
     mount_path: str  # where the read-only bind mount lands
     broker_path: str  # where the entrypoint copies it for uid 1883
 
     @property
     def secret(self) -> bool:
-        return self.role == "key"
+        return self.role in ("key", "passwd")
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,37 @@ class BridgePlan:
 
 
 @dataclass(frozen=True)
+class UserPlan:
+    """A local user and the topic filters it may publish and subscribe on."""
+
+    name: str
+    admin: bool
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ListenerTls:
+    port: int
+    cert: FileMount
+    key: FileMount
+    ca: FileMount | None  # set: clients must present a certificate it signed
+
+    @property
+    def files(self) -> tuple[FileMount, ...]:
+        return tuple(f for f in (self.ca, self.cert, self.key) if f is not None)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the container may use; None is no limit."""
+
+    memory: str | None = None  # as Docker takes it: 256m
+    cpus: str | None = None
+    pids: int = 64
+    health_interval: int = 30
+
+
+@dataclass(frozen=True)
 class GatewayPlan:
     gateway: str
     base_image: str
@@ -129,6 +166,13 @@ class GatewayPlan:
     buffer_messages: int = 100_000
     queue_qos0: bool = True
     layout: Layout = CONTAINER
+    plain: bool = True
+    users: tuple[UserPlan, ...] = ()
+    tls: ListenerTls | None = None
+    # The hashed password file; `pipeline.bundle` places it with the files
+    # it is written with.
+    passwd: FileMount | None = None
+    limits: Limits = Limits()
 
     @property
     def container_name(self) -> str:
@@ -150,7 +194,18 @@ class GatewayPlan:
 
     @property
     def files(self) -> tuple[FileMount, ...]:
-        return tuple(f for b in self.bridges for f in b.files)
+        """Every file mounted from the host: bridges', listeners', passwords."""
+        found = [f for b in self.bridges for f in b.files]
+        found += self.tls.files if self.tls else ()
+        found += [self.passwd] if self.passwd else []
+        return tuple(found)
+
+    @property
+    def listeners(self) -> tuple[tuple[str, int], ...]:
+        """(plain or tls, port) of each listener devices use."""
+        found = [("plain", self.port)] if self.plain else []
+        found += [("tls", self.tls.port)] if self.tls else []
+        return tuple(found)
 
     def labels(self) -> dict[str, str]:
         return {f"{LABEL_PREFIX}.gateway": self.gateway}
@@ -170,6 +225,7 @@ def plan(
     built them already (lint does); the rest are built here.
     """
     lines = lines or {}
+    container = spec.container
     return GatewayPlan(
         gateway=spec.gateway,
         base_image=spec.container.image,
@@ -177,7 +233,7 @@ def plan(
         restart=spec.container.restart,
         port=spec.local.port,
         bind=spec.local.bind,
-        allow_anonymous=spec.local.allow_anonymous,
+        allow_anonymous=spec.local.anonymous,
         bridges=tuple(
             _bridge(spec, b, spec_dir, layout, lines.get(i))
             for i, b in enumerate(spec.bridges)
@@ -185,7 +241,59 @@ def plan(
         buffer_messages=spec.buffer.messages,
         queue_qos0=spec.buffer.qos0 == "queue",
         layout=layout,
+        plain=spec.local.plain,
+        users=users(spec),
+        tls=_listener_tls(spec.local, spec_dir, layout),
+        passwd=_passwd(spec.local, spec_dir, layout),
+        limits=Limits(
+            container.memory, container.cpus, container.pids, container.health_interval
+        ),
     )
+
+
+def users(spec: Spec) -> tuple[UserPlan, ...]:
+    """Each local user with its own topics: its endpoints' first, as written."""
+    owned: dict[str, list[str]] = {user.name: [] for user in spec.local.users}
+    for bridge in spec.bridges:
+        for endpoint in bridge.endpoints:
+            if endpoint.user in owned:
+                # The endpoint's topic and every topic below it: replies,
+                # commands and the other kinds live there.
+                owned[endpoint.user] += [endpoint.local, f"{endpoint.local}/#"]
+    return tuple(
+        UserPlan(
+            user.name,
+            user.admin,
+            tuple(dict.fromkeys([*owned[user.name], *user.topics])),
+        )
+        for user in spec.local.users
+    )
+
+
+def _listener_tls(local: Local, spec_dir: Path, layout: Layout) -> ListenerTls | None:
+    tls = local.tls
+    if tls is None:
+        return None
+    files = {
+        role: _mount(LOCAL_FILES, role, path, spec_dir, layout, name)
+        for role, path, name in (
+            ("ca", tls.ca, "clients-ca.crt"),
+            ("cert", tls.cert, "server.crt"),
+            ("key", tls.key, "server.key"),
+        )
+    }
+    return ListenerTls(tls.port, files["cert"], files["key"], files["ca"])
+
+
+def _passwd(local: Local, where: Path, layout: Layout) -> FileMount | None:
+    if not any(credentials_of(user) for user in local.users):
+        return None
+    return _mount(LOCAL_FILES, "passwd", "passwd", where, layout, "passwd")
+
+
+def credentials_of(user) -> bool:
+    """Whether the user logs in with a password (else by certificate only)."""
+    return any((user.password_env, user.password_file, user.password))
 
 
 def _bridge(
@@ -218,20 +326,26 @@ _FILE_NAMES = {"ca": "ca.crt", "cert": "client.crt", "key": "client.key"}
 
 
 def _mount(
-    bridge: str, role: str, path: str | None, base: Path, layout: Layout
+    folder: str,
+    role: str,
+    path: str | None,
+    base: Path,
+    layout: Layout,
+    name: str | None = None,
 ) -> FileMount | None:
+    """`folder` is a bridge's name, or LOCAL_FILES for the listeners."""
     if path is None:
         return None
-    name = _FILE_NAMES[role]
+    name = name or _FILE_NAMES[role]
     # Absolute but not resolved: a symlink (live/cert.pem) must keep
     # pointing at whatever the rotation tool makes it point to next.
     absolute = os.path.normpath(os.path.join(base.resolve(), path))
     host_path = Path("/" + absolute.lstrip("/"))  # POSIX keeps a leading "//"
-    broker = f"{layout.certs_dir}/{bridge}/{name}" if layout.certs_dir else None
+    broker = f"{layout.certs_dir}/{folder}/{name}" if layout.certs_dir else None
     return FileMount(
         role=role,
         host_path=host_path,
-        mount_path=f"{SECRETS_IN}/{bridge}/{name}",
+        mount_path=f"{SECRETS_IN}/{folder}/{name}",
         broker_path=broker or str(host_path),
     )
 

@@ -30,9 +30,11 @@ class RenderedFile:
     mode: int = 0o644
 
 
-# Order is the order files are reported in.
+# Order is the order files are reported in. The access list is written
+# only for a gateway with local users.
 BUNDLE = (
     ("mosquitto.conf", "mosquitto.conf.j2", 0o644),
+    ("acl", "acl.j2", 0o644),
     ("Dockerfile", "Dockerfile.j2", 0o644),
     ("docker-compose.yml", "docker-compose.yml.j2", 0o644),
     ("bridge-entrypoint.sh", "bridge-entrypoint.sh.j2", 0o755),
@@ -130,11 +132,17 @@ def render(
         "autosave": plans.AUTOSAVE_SECONDS,
         "tmpfs": plans.TMPFS,
         "capabilities": plans.CAPABILITIES,
+        "acl_path": plan.layout.acl_path,
+        "folders": tuple(
+            dict.fromkeys(os.path.dirname(f.broker_path) for f in plan.files)
+        ),
     }
     relative = functools.partial(_relative, base=base)
     out = []
     for name, template, mode in BUNDLE:
         if only is not None and name != only:
+            continue
+        if name == "acl" and not plan.users:
             continue
         tpl = env.get_template(template)
         text = tpl.render(relative=relative, **env_globals)

@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     WithJsonSchema,
 )
@@ -106,6 +107,24 @@ MetricName = checked_text(names.topic_level, r"[^/+#\s]+")
 CommandType = checked_text(names.command_type, names.COMMAND_TYPE)
 Instance = checked_text(names.instance_name, names.INSTANCE)
 SubTopic = checked_text(names.sub_topic)
+Memory = checked_text(names.memory, names.MEMORY)
+Cpus = checked_text(names.cpus, names.CPUS)
+UserName = checked_text(names.user_name, names.USER)
+AccessFilter = checked_text(names.access_filter, minLength=1)
+EnvName = checked_text(names.env_name, names.ENV_NAME)
+
+
+def _password(value: Any) -> Any:
+    return names.password(value) if isinstance(value, str) else value
+
+
+# SecretStr keeps the text out of reprs and dumps; the schema tells editors
+# that it is a string to write, never to show.
+Password = Annotated[
+    SecretStr,
+    BeforeValidator(_password),
+    WithJsonSchema({"type": "string", "minLength": 1, "writeOnly": True}),
+]
 
 _ADDRESS_SCHEMA = {
     "anyOf": [
@@ -119,14 +138,68 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
+class LocalUser(_Model):
+    """Someone allowed on the local broker: a device, a tool or an admin."""
+
+    name: UserName
+    password_env: EnvName | None = Field(
+        None, description="Environment variable that holds the password"
+    )
+    password_file: FilePath | None = Field(
+        None,
+        description="File whose first line is the password, relative to the spec file",
+    )
+    password: Password | None = Field(
+        None,
+        description="The password itself; prefer password_env or password_file"
+        " so the spec can live in version control",
+    )
+    admin: Bool = Field(
+        False, description="May publish and subscribe on every topic, $SYS too"
+    )
+    topics: list[AccessFilter] = Field(
+        [],
+        description="Topic filters this user may publish and subscribe on, besides"
+        " the topics of endpoints whose `user` it is",
+    )
+
+
+class LocalTls(_Model):
+    """A TLS listener for devices; paths are relative to the spec file."""
+
+    port: Port = 8883
+    cert: FilePath = Field(description="The gateway's server certificate (PEM)")
+    key: FilePath = Field(description="Its private key (PEM)")
+    ca: FilePath | None = Field(
+        None,
+        description="CA of client certificates: when set, every client must"
+        " present one, and its common name is its user name",
+    )
+
+
 class Local(_Model):
-    """The listener devices connect to."""
+    """The listeners devices connect to, and who may use them."""
 
     port: Port = 1883
-    bind: Ipv4 = Field(
-        "0.0.0.0", description="IPv4 address the listener is published on"
+    plain: Bool = Field(
+        True, description="Serve plain MQTT on `port`; false for TLS only"
     )
-    allow_anonymous: Bool = True
+    bind: Ipv4 = Field(
+        "0.0.0.0", description="IPv4 address the listeners are published on"
+    )
+    allow_anonymous: Bool | None = Field(
+        None,
+        description="Let clients in without a user name; default true without"
+        " `users`, false with them",
+    )
+    users: list[LocalUser] = []
+    tls: LocalTls | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        if self.allow_anonymous is None:
+            return not self.users
+        return self.allow_anonymous
 
 
 class Tls(_Model):
@@ -195,6 +268,10 @@ class Endpoint(Kinds):
     app_version: AppVersion | None = Field(
         None, description="Kaa application version; defaults to the bridge's"
     )
+    user: UserName | None = Field(
+        None,
+        description="The local user (of local.users) allowed on this endpoint's topics",
+    )
     extensions: Extensions | None = None
     layout: LocalLayout | None = None
 
@@ -248,6 +325,18 @@ class Container(_Model):
     image: Image = Field("eclipse-mosquitto:2.0", description="Base image")
     network: Literal["bridge", "host"] = "bridge"
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    memory: Memory | None = Field(
+        None,
+        description="Memory limit, e.g. 256m or 1g; a full buffer of large"
+        " messages needs room",
+    )
+    cpus: Cpus | None = Field(None, description="CPU limit, e.g. 0.5 or 2")
+    pids: _number(ge=16, le=65536) = Field(
+        64, description="Most processes and threads the container may run"
+    )
+    health_interval: _number(ge=1, le=3600) = Field(
+        30, description="Seconds between health checks of the local broker"
+    )
 
 
 class Buffer(_Model):

@@ -13,6 +13,19 @@ from bridge_gen.pki import Pki, make_throwaway_pki
 from bridge_gen.standin import StandInBroker, find_mosquitto
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory) -> Iterator[None]:
+    """`up` writes into a folder of the test run, not the user's own."""
+    folder = tmp_path_factory.mktemp("state")
+    before = os.environ.get("BRIDGE_GEN_STATE_DIR")
+    os.environ["BRIDGE_GEN_STATE_DIR"] = str(folder)
+    yield
+    if before is None:
+        os.environ.pop("BRIDGE_GEN_STATE_DIR", None)
+    else:
+        os.environ["BRIDGE_GEN_STATE_DIR"] = before
+
+
 @pytest.fixture
 def mosquitto_bin() -> str:
     """Path of the mosquitto binary; skips without it, fails in CI."""

@@ -173,7 +173,7 @@ def test_validate_says_one_line_per_gateway(sample: Path) -> None:
     assert result.stderr == (
         "warning: fleet.yaml:13:5: defaults.local.allow_anonymous: for gateways"
         " plant-a, plant-c: anyone who reaches 0.0.0.0:1883 may publish and"
-        " subscribe without a password\n"
+        " subscribe without a password; add `local.users`, or bind to 127.0.0.1\n"
     )
 
 

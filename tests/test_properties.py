@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, get_args, get_origin
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from bridge_gen import names, pipeline, plan, render, spec, yamlfile
+from bridge_gen import names, passwords, pipeline, plan, render, spec, yamlfile
 from bridge_gen.errors import SpecError
 
 SETTINGS = settings(
@@ -126,9 +126,24 @@ version: 1
 gateway: {gateway}
 local:
   bind: {bind}
+  users:
+    - name: {user}
+      password: {password}
+      topics: [{user_topic}]
+    - name: zq-u2
+      password_file: {password_file}
+    - name: zq-u3
+      password_env: {password_env}
+      admin: true
+  tls:
+    cert: {tls_cert}
+    key: {tls_key}
+    ca: {tls_ca}
 container:
   image: {image}
   network: host
+  memory: {memory}
+  cpus: {cpus}
 bridges:
   - name: {name}
     address: {address}
@@ -159,6 +174,7 @@ bridges:
     endpoints:
       - local: {local}
         token: {token}
+        user: {endpoint_user}
         request_id: 7
         metrics: [{metric}]
         commands: [{command}]
@@ -225,6 +241,17 @@ PLAIN = {
     "ep_commands": "xkqc",
     "ep_config": "xkqd",
     "ep_ota": "xkqe",
+    "user": "zq-u1",
+    "password": "zq-pw-literal",
+    "user_topic": "zq-ut/#",
+    "password_file": "zq-pw.txt",
+    "password_env": "ZQ_PW_ENV",
+    "tls_cert": "certs/zq-server.crt",
+    "tls_key": "certs/zq-server.key",
+    "tls_ca": "certs/zq-devices.crt",
+    "memory": "333m",
+    "cpus": "1.25",
+    "endpoint_user": "zq-u2",
 }
 
 FIELD_PATHS = {
@@ -268,6 +295,17 @@ FIELD_PATHS = {
     "ep_commands": "bridges[0].endpoints[0].layout.commands",
     "ep_config": "bridges[0].endpoints[0].layout.config",
     "ep_ota": "bridges[0].endpoints[0].layout.ota",
+    "user": "local.users[0].name",
+    "password": "local.users[0].password",
+    "user_topic": "local.users[0].topics[0]",
+    "password_file": "local.users[1].password_file",
+    "password_env": "local.users[2].password_env",
+    "tls_cert": "local.tls.cert",
+    "tls_key": "local.tls.key",
+    "tls_ca": "local.tls.ca",
+    "memory": "container.memory",
+    "cpus": "container.cpus",
+    "endpoint_user": "bridges[0].endpoints[0].user",
 }
 assert set(FIELD_PATHS) == set(PLAIN)
 
@@ -300,7 +338,7 @@ def test_every_string_field_of_the_model_is_fuzzed() -> None:
             ]
             for inner in models:
                 found |= strings(inner, f"{prefix}{name}.")
-            if str in types:
+            if str in types or pydantic.SecretStr in types:
                 found.add(prefix + name)
         return found
 
@@ -349,6 +387,15 @@ VALID = {
     "local_prefix": st.text(TOPIC_CHARS).map(lambda s: s + "/"),
 }
 VALID["cert"] = VALID["key"] = VALID["ca"]
+for _key in ("tls_cert", "tls_key", "tls_ca"):
+    VALID[_key] = VALID["ca"]
+VALID["user"] = VALID["endpoint_user"] = st.from_regex(names.USER, fullmatch=True)
+VALID["password"] = st.text(min_size=1)
+VALID["user_topic"] = VALID["pattern"]
+VALID["password_file"] = st.sampled_from(["zq-pw.txt", "./zq-pw.txt", "missing.txt"])
+VALID["password_env"] = st.sampled_from(["ZQ_PW_ENV", "ZQ_UNSET_ENV"])
+VALID["memory"] = st.from_regex(names.MEMORY, fullmatch=True)
+VALID["cpus"] = st.from_regex(names.CPUS, fullmatch=True)
 VALID["remote_prefix"] = VALID["local_prefix"]
 VALID["endpoint_app_version"] = VALID["app_version"]
 
@@ -384,11 +431,15 @@ class Rendered:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("fuzz")
-    (folder / "plain").mkdir()
-    (folder / "fuzz").mkdir()
-    return folder
+    for name in ("plain", "fuzz"):
+        (folder / name).mkdir()
+        (folder / name / PLAIN["password_file"]).write_text("zq-pw-from-file\n")
+    # Rendering writes the password file, so the passwords must be readable.
+    os.environ[PLAIN["password_env"]] = "zq-pw-from-env"
+    yield folder
+    os.environ.pop(PLAIN["password_env"], None)
 
 
 def write_spec(folder: Path, key: str, value: str) -> Path:
@@ -401,8 +452,8 @@ def write_spec(folder: Path, key: str, value: str) -> Path:
 
 def render_spec(folder: Path, key: str, value: str) -> Rendered:
     path = write_spec(folder, key, value)
-    prepared = pipeline.prepare(path, files_required=False)
-    files = pipeline.bundle(prepared, folder / "out")
+    prepared = pipeline.prepare(path, files_required=False, passwords_required=True)
+    _, files = pipeline.bundle(prepared, folder / "out")
     return Rendered(path, prepared, {f.name: f.text for f in files})
 
 
@@ -481,12 +532,70 @@ def check_path(role: str) -> Callable[[Rendered, Rendered, str], None]:
     return check
 
 
+def check_listener_path(role: str) -> Callable[[Rendered, Rendered, str], None]:
+    def check(got: Rendered, plain: Rendered, value: str) -> None:
+        spec_dir = got.spec_path.parent
+        host_path = (spec_dir / value).resolve()
+        compose = yaml.safe_load(got.files["docker-compose.yml"])
+        mounted = {
+            v["target"]: v["source"] for v in compose["services"]["bridge"]["volumes"]
+        }
+        name = {"ca": "clients-ca.crt", "cert": "server.crt", "key": "server.key"}
+        out_dir = (spec_dir / "out").resolve()
+        target = f"/run/bridge-gen/_local/{name[role]}"
+        assert mounted[target] == os.path.relpath(host_path, out_dir)
+
+        layout = plan.host_layout(spec_dir / "run")
+        local = plan.plan(got.prepared.spec, spec_dir, layout=layout)
+        directives = dict(
+            d for d in parse_conf(render.render_conf(local)) if d[0] != "topic"
+        )
+        assert directives[f"{role}file"] == str(host_path)
+
+    return check
+
+
+def check_user(got: Rendered, plain: Rendered, value: str) -> None:
+    assert f"\nuser {value}\n" in got.files["acl"]
+    first = got.files["passwd"].splitlines()[0]
+    assert passwords.verify(first, value, PLAIN["password"])
+
+
+def check_password(got: Rendered, plain: Rendered, value: str) -> None:
+    first = got.files["passwd"].splitlines()[0]
+    assert passwords.verify(first, PLAIN["user"], value)
+    # Hashed only: the text itself is in no file (short ones may occur by
+    # chance, so only those that could not).
+    if len(value) >= 8:
+        assert all(value not in text for text in got.files.values())
+
+
+def check_user_topic(got: Rendered, plain: Rendered, value: str) -> None:
+    assert f"\ntopic readwrite {value}\n" in got.files["acl"]
+
+
+def check_limit(key: str) -> Callable[[Rendered, Rendered, str], None]:
+    def check(got: Rendered, plain: Rendered, value: str) -> None:
+        compose = yaml.safe_load(got.files["docker-compose.yml"])
+        assert compose["services"]["bridge"][key] == value
+
+    return check
+
+
 CHECKS: dict[str, Callable[[Rendered, Rendered, str], None]] = {
     "gateway": check_gateway,
     "image": check_image,
     "ca": check_path("ca"),
     "cert": check_path("cert"),
     "key": check_path("key"),
+    "tls_ca": check_listener_path("ca"),
+    "tls_cert": check_listener_path("cert"),
+    "tls_key": check_listener_path("key"),
+    "user": check_user,
+    "password": check_password,
+    "user_topic": check_user_topic,
+    "memory": check_limit("mem_limit"),
+    "cpus": check_limit("cpus"),
 }
 
 
@@ -503,6 +612,9 @@ NUMBER_FIELDS = [
     (spec.TopicRule, "qos", {"pattern": "a"}),
     (spec.Bridge, "keepalive", {"name": "b", "address": "h:1"}),
     (spec.Endpoint, "request_id", {"local": "x", "token": "t"}),
+    (spec.Container, "pids", {}),
+    (spec.Container, "health_interval", {}),
+    (spec.LocalTls, "port", {"cert": "c", "key": "k"}),
 ]
 NUMBERISH = st.one_of(
     st.integers(-(10**20), 10**20).map(str),

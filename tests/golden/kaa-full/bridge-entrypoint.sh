@@ -1,11 +1,11 @@
 #!/bin/sh
 # Entrypoint of gateway line-3, written by bridge-gen.
 #
-# Certificates and keys arrive as read-only mounts under /run/bridge-gen,
-# owned as they are on the host (often root, mode 0600). The broker drops to
-# uid 1883 before it opens them and could not read them there, so they are
-# copied into a memory-only tmpfs that only that user can read. They never
-# reach an image layer or a volume.
+# Certificates, keys and the password file arrive as read-only mounts under
+# /run/bridge-gen, owned as they are on the host (often root, mode 0600).
+# The broker drops to uid 1883 before it opens them and could not read them
+# there, so they are copied into a memory-only tmpfs that only that user can
+# read. They never reach an image layer or a volume.
 set -eu
 
 install_file() {

@@ -1,0 +1,113 @@
+"""Local users' passwords: read where the spec says, written only hashed.
+
+This is the one module that reads a password. It hands the rest of
+bridge-gen either a problem ("PLANT_PW is not set") or the text of
+mosquitto's password file, never the password itself.
+
+Each hash's salt is derived from the gateway, the user and the password, so
+the same spec gives the same file: `render` reports it unchanged and `up`
+does not replace a container for nothing. Two users, or one user on two
+gateways, never share a salt; a changed password changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge_gen import names, passwords
+from bridge_gen.spec import LocalUser, Spec
+
+_MAX_FILE_BYTES = 64 * 1024
+
+
+class Unreadable(Exception):
+    """A password source that does not give a password; says which and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Source:
+    field: str  # password_env, password_file or password
+    describe: str  # for messages: never the password
+
+
+def source_of(user: LocalUser) -> Source | None:
+    if user.password_env is not None:
+        return Source("password_env", f"environment variable {user.password_env}")
+    if user.password_file is not None:
+        return Source("password_file", f"file {user.password_file}")
+    if user.password is not None:
+        return Source("password", "the spec")
+    return None
+
+
+def check(user: LocalUser, spec_dir: Path, environ: Mapping[str, str]) -> None:
+    """Raise Unreadable if the user's password cannot be read as written."""
+    _password(user, spec_dir, environ)
+
+
+def password_file(
+    spec: Spec, spec_dir: Path, environ: Mapping[str, str] | None = None
+) -> str:
+    """The text of mosquitto's password file for the spec's local users."""
+    environ = os.environ if environ is None else environ
+    lines = []
+    for user in spec.local.users:
+        secret = _password(user, spec_dir, environ)
+        if secret is None:
+            continue
+        salt = hmac.new(
+            secret.encode(), f"{spec.gateway}\0{user.name}".encode(), hashlib.sha256
+        ).digest()[:12]
+        lines.append(passwords.hash_line(user.name, secret, salt=salt))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _password(
+    user: LocalUser, spec_dir: Path, environ: Mapping[str, str]
+) -> str | None:
+    if user.password_env is not None:
+        value = environ.get(user.password_env)
+        if value is None:
+            raise Unreadable("password_env", f"{user.password_env} is not set")
+        return _checked("password_env", f"{user.password_env}", value)
+    if user.password_file is not None:
+        return _from_file(spec_dir / user.password_file)
+    if user.password is not None:
+        return user.password.get_secret_value()
+    return None
+
+
+def _from_file(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise Unreadable(
+            "password_file", f"cannot read {path}: {exc.strerror}"
+        ) from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise Unreadable("password_file", f"{path} is too large for a password")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Unreadable("password_file", f"{path} is not UTF-8 text") from None
+    # The first line; editors and `echo` end files with a line break.
+    first = text.splitlines()[0] if text else ""
+    return _checked("password_file", str(path), first)
+
+
+def _checked(field: str, where: str, value: str) -> str:
+    try:
+        return names.password(value)
+    except ValueError as exc:
+        # names.password's messages never repeat the value.
+        raise Unreadable(field, f"the password in {where} {exc}") from None
