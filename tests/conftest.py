@@ -26,6 +26,27 @@ def _state_dir(tmp_path_factory) -> Iterator[None]:
         os.environ["BRIDGE_GEN_STATE_DIR"] = before
 
 
+# The passwords sample-configs/kaa-secure.yaml reads from the environment;
+# the golden files hold their hashes.
+SAMPLE_PASSWORDS = {
+    "PLANT_ADMIN_PASSWORD": "sample-admin-password",
+    "PRESS_1_PASSWORD": "sample-press-1-password",
+    "PRESS_2_PASSWORD": "sample-press-2-password",
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sample_passwords() -> Iterator[None]:
+    before = {name: os.environ.get(name) for name in SAMPLE_PASSWORDS}
+    os.environ.update(SAMPLE_PASSWORDS)
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def mosquitto_bin() -> str:
     """Path of the mosquitto binary; skips without it, fails in CI."""
