@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bridge_gen import pki as pkis
+from bridge_gen import state
 from bridge_gen.cli import app
 from bridge_gen.pki import Pki
 from bridge_gen.standin import StandInBroker, free_port, tls_client
@@ -132,8 +133,12 @@ def test_up_carries_telemetry_and_replies_then_down(
     logs = runner.invoke(app, ["logs", str(spec), "--tail", "0"])
     assert "Connecting bridge (step 1) kaa (127.0.0.1:" in logs.stdout
 
+    # The files `up` kept for the gateway on this host go with it.
+    kept = state.root() / gateway
+    assert (kept / "mosquitto.conf").is_file()
     down = runner.invoke(app, ["down", str(spec)])
-    assert down.stdout == f"removed container bridge-gen-{gateway}\n"
+    assert down.stdout == f"removed container bridge-gen-{gateway}\nremoved {kept}\n"
+    assert not kept.exists()
     gone = runner.invoke(app, ["status", str(spec)])
     assert gone.exit_code == 1
     assert f"container bridge-gen-{gateway} absent" in gone.stdout
