@@ -80,29 +80,30 @@ def _password(
             raise Unreadable("password_env", f"{user.password_env} is not set")
         return _checked("password_env", f"{user.password_env}", value)
     if user.password_file is not None:
-        return _from_file(spec_dir / user.password_file)
+        return _from_file(spec_dir / user.password_file, user.password_file)
     if user.password is not None:
         return user.password.get_secret_value()
     return None
 
 
-def _from_file(path: Path) -> str:
+def _from_file(path: Path, written: str) -> str:
+    """The first line of the file; `written` names it as the spec does."""
     try:
         with path.open("rb") as handle:
             data = handle.read(_MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise Unreadable(
-            "password_file", f"cannot read {path}: {exc.strerror}"
+            "password_file", f"cannot read {written}: {exc.strerror}"
         ) from None
     if len(data) > _MAX_FILE_BYTES:
-        raise Unreadable("password_file", f"{path} is too large for a password")
+        raise Unreadable("password_file", f"{written} is too large for a password")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise Unreadable("password_file", f"{path} is not UTF-8 text") from None
-    # The first line; editors and `echo` end files with a line break.
+        raise Unreadable("password_file", f"{written} is not UTF-8 text") from None
+    # Editors and `echo` end the file with a line break.
     first = text.splitlines()[0] if text else ""
-    return _checked("password_file", str(path), first)
+    return _checked("password_file", written, first)
 
 
 def _checked(field: str, where: str, value: str) -> str:

@@ -22,7 +22,7 @@ from bridge_gen.errors import Problem
 from bridge_gen.names import shown
 from bridge_gen.yamlfile import MAX_BYTES, Located, Path_
 
-COLUMNS = ("token", "local", "app_version", "request_id")
+COLUMNS = ("token", "local", "app_version", "request_id", "user")
 REQUIRED = ("token", "local")
 # The YAML loader's bound for a whole spec holds for a list of endpoints too.
 MAX_ROWS = 20_000

@@ -314,7 +314,7 @@ class Bridge(_Model):
     inventory: FilePath | None = Field(
         None,
         description="A CSV file of more endpoints (columns token, local,"
-        " app_version, request_id), relative to this file",
+        " app_version, request_id, user), relative to this file",
     )
     topics: list[TopicRule] = []
 

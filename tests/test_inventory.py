@@ -291,3 +291,36 @@ def test_one_token_twice_in_the_inventory(tmp_path: Path) -> None:
         f" used by {csv}:2: both would publish to the same topics"
         " (kp1/app-v1/…/t/…); give each device its own token\n"
     )
+
+
+def test_a_row_names_the_local_user_that_owns_its_topics(tmp_path: Path) -> None:
+    with_users = SPEC.replace(
+        "local: {bind: 127.0.0.1}",
+        "local:\n  bind: 127.0.0.1\n  users:\n    - {name: press-1, password_env: PW1}",
+    )
+    spec = write(
+        tmp_path, "token,local,user\nt1,devices/t1,press-1\nt2,devices/t2,ghost\n"
+    )
+    spec.write_text(with_users)
+
+    result = run("validate", str(spec))
+    csv = Path(tmp_path, "lists", "devices.csv")
+    assert result.exit_code == 2
+    assert f"error: {csv}:3: user: no user 'ghost' in local.users (known:" in (
+        result.stderr
+    )
+
+    (tmp_path / "lists" / "devices.csv").write_text(
+        "token,local,user\nt1,devices/t1,press-1\nt2,devices/t2,\n"
+    )
+    out = tmp_path / "out"
+    rendered = CliRunner(env={"PW1": "press-1-secret"}).invoke(
+        app, ["render", str(spec), "--out", str(out)]
+    )
+    assert rendered.exit_code == 0, rendered.output
+    acl = (out / "acl").read_text()
+    assert (
+        "user press-1\ntopic readwrite devices/t1\ntopic readwrite devices/t1/#\n"
+        in acl
+    )
+    assert "devices/t2" not in acl
