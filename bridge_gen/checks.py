@@ -38,6 +38,7 @@ def check(
             found += _resolves(i, bridge)
         if connect:
             found += _connects(i, bridge)
+    found += _listener_tls(plan, expiry_days)
     found.append(_port(plan))
     if docker:
         found += _engine(plan)
@@ -78,6 +79,23 @@ def _tls(i: int, bridge: BridgePlan, expiry_days: int) -> list[Check]:
     return [
         Check(f.severity, f"bridges[{i}].tls.{f.role}", f.message) for f in findings
     ]
+
+
+def _listener_tls(plan: GatewayPlan, expiry_days: int) -> list[Check]:
+    """The devices' TLS listener: its server certificate and the clients' CA."""
+    tls = plan.tls
+    if tls is None:
+        return []
+    # Separately: the clients' CA need not be the one that signed the
+    # gateway's own certificate.
+    findings = certcheck.check_files(
+        None, tls.cert.host_path, tls.key.host_path, expiry_days=expiry_days
+    )
+    if tls.ca is not None:
+        findings += certcheck.check_files(
+            tls.ca.host_path, None, None, expiry_days=expiry_days
+        )
+    return [Check(f.severity, f"local.tls.{f.role}", f.message) for f in findings]
 
 
 def _resolves(i: int, bridge: BridgePlan) -> list[Check]:

@@ -94,3 +94,28 @@ def test_nothing_listening_is_an_error(tmp_path: Path, throwaway_pki) -> None:
         "message": f"127.0.0.1:{remote}: connection refused: nothing accepts"
         f" connections at 127.0.0.1:{remote}",
     } in json.loads(result.stdout)
+
+
+def test_the_devices_tls_listener_is_checked_too(tmp_path: Path, throwaway_pki) -> None:
+    p = throwaway_pki
+    # The gateway's server key is not the one of its certificate.
+    other = pki.make_throwaway_pki(tmp_path / "other")
+    spec = spec_for(tmp_path, free_port(), p.ca_cert, p.client_cert, p.client_key)
+    spec.write_text(
+        spec.read_text().replace(
+            "local: {",
+            f"local: {{tls: {{port: {free_port()}, cert: {p.server_cert},"
+            f" key: {other.server_key}, ca: {other.ca_cert}}}, ",
+        )
+    )
+    result = run(str(spec), "--offline")
+
+    assert result.exit_code == 1, result.output
+    found = [(f["severity"], f["field"]) for f in json.loads(result.stdout)]
+    assert ("error", "local.tls.key") in found
+    assert ("ok", "local.tls.ca") in found
+    assert not any(
+        field.startswith("local.tls") and s == "error"
+        for s, field in found
+        if field != "local.tls.key"
+    )
