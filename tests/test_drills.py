@@ -124,7 +124,7 @@ def bridge(tmp_path, cloud, tally, throwaway_pki, docker_client) -> Iterator[dic
     up = CliRunner().invoke(app, ["up", str(spec), "--network", "host"])
     assert up.exit_code == 0, up.output
     yield {"spec": spec, "port": port, "name": f"bridge-gen-{gateway}"}
-    CliRunner().invoke(app, ["down", str(spec), "--volumes"])
+    CliRunner().invoke(app, ["down", str(spec), "--volumes", "--images"])
 
 
 def publish(port: int, first: int, count: int, seconds: float = 0) -> None:
