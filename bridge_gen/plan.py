@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bridge_gen import kp1
@@ -75,6 +75,10 @@ class TopicLine:
     local_prefix: str
     remote_prefix: str
     note: str
+    # What the line carries, for reports: the KP1 kind and the endpoint's
+    # token, both empty for a raw `topics` rule.
+    kind: str = ""
+    endpoint: str = ""
 
     @property
     def local_topic(self) -> str:
@@ -110,6 +114,9 @@ class BridgePlan:
     cert: FileMount | None
     key: FileMount | None
     lines: tuple[TopicLine, ...]
+    # Only a one-off connection (verify --live) asks the remote to forget
+    # its session: a gateway's bridge keeps what was queued for it.
+    clean_session: bool = False
 
     @property
     def files(self) -> tuple[FileMount, ...]:
@@ -222,11 +229,16 @@ def _mount(
 ) -> FileMount | None:
     if path is None:
         return None
-    name = _FILE_NAMES[role]
     # Absolute but not resolved: a symlink (live/cert.pem) must keep
     # pointing at whatever the rotation tool makes it point to next.
     absolute = os.path.normpath(os.path.join(base.resolve(), path))
     host_path = Path("/" + absolute.lstrip("/"))  # POSIX keeps a leading "//"
+    return file_mount(bridge, role, host_path, layout)
+
+
+def file_mount(bridge: str, role: str, host_path: Path, layout: Layout) -> FileMount:
+    """A bridge's TLS file at `host_path`, where `layout` has the broker read it."""
+    name = _FILE_NAMES[role]
     broker = f"{layout.certs_dir}/{bridge}/{name}" if layout.certs_dir else None
     return FileMount(
         role=role,
@@ -234,6 +246,19 @@ def _mount(
         mount_path=f"{SECRETS_IN}/{bridge}/{name}",
         broker_path=broker or str(host_path),
     )
+
+
+def relocate(gateway: GatewayPlan, layout: Layout) -> GatewayPlan:
+    """The same gateway, run where `layout` says: the broker's files move."""
+
+    def moved(bridge: BridgePlan) -> BridgePlan:
+        files = {
+            f.role: file_mount(bridge.name, f.role, f.host_path, layout)
+            for f in bridge.files
+        }
+        return replace(bridge, **files)
+
+    return replace(gateway, bridges=tuple(map(moved, gateway.bridges)), layout=layout)
 
 
 def resolve(bridge: Bridge, endpoint: Endpoint) -> kp1.Resolved:
@@ -288,8 +313,10 @@ def endpoint_lines(
     found = kp1.routes(resolved)
     kinds = ", ".join(dict.fromkeys(r.kind for r in found))
     note = f"endpoint {endpoint.token}: {kinds}"
+    token = endpoint.token
     return [
-        TopicLine("", r.direction, bridge.qos, r.local, r.remote, note) for r in found
+        TopicLine("", r.direction, bridge.qos, r.local, r.remote, note, r.kind, token)
+        for r in found
     ]
 
 
