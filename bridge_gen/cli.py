@@ -441,7 +441,8 @@ def verify(
         )
         _print_results(answers, as_json, _live_rows, _LIVE_HEADERS)
         failed = [a for a in answers if not a.passed]
-        summary = f"{len(answers) - len(failed)} of {len(answers)} bridge(s) answered"
+        asked = [a for a in answers if a.result != "skipped"]
+        summary = f"{len(asked) - len(failed)} of {len(asked)} Kaa request(s) accepted"
     else:
         report = verifying.run(prepared.plan, say, use_docker=docker, timeout=timeout)
         mode, answers = report.mode, report.outcomes

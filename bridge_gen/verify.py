@@ -532,7 +532,9 @@ def _live_lines(probe: LiveProbe, qos: int) -> tuple[TopicLine, ...]:
     )
 
 
-def live_outcome(probe: LiveProbe, reply: tuple[str, bytes, float] | None, sent):
+def live_outcome(
+    probe: LiveProbe, reply: tuple[str, bytes, float] | None, sent: float
+) -> LiveOutcome:
     """accepted, refused (with Kaa's reason) or no reply."""
     if reply is None:
         return LiveOutcome(

@@ -288,7 +288,7 @@ def test_live_request_accepted(
     kaa_row, historian = rows_of(result.stdout, "bridge ")
     assert kaa_row[:4] == ["kaa", "press-1-token", arrived.topic, "accepted"]
     assert historian == ["historian", "skipped", "no Kaa telemetry mapping"]
-    assert "gateway live-check: 2 of 2 bridge(s) answered (local)" in result.stdout
+    assert "gateway live-check: 1 of 1 Kaa request(s) accepted (local)" in result.stdout
     # A client id of its own: the gateway's running bridge keeps its session.
     log = standin_broker.log_path.read_text()
     assert " as live-check-kaa-verify-" in log
@@ -307,6 +307,22 @@ def test_live_request_refused(
     assert kaa_answer["result"] == "refused"
     assert kaa_answer["detail"] == "404 no extension 'nodcx' here"
     assert kaa_answer["remote"].startswith("kp1/line3-app-v1/nodcx/press-1-token/json/")
+    assert "gateway live-check: 0 of 1 Kaa request(s) accepted (local); 1 FAILED" in (
+        result.stderr
+    )
+
+
+def test_live_request_unanswered(
+    tmp_path: Path, standin_broker: StandInBroker, throwaway_pki
+) -> None:
+    # The stand-in alone: the request arrives, and nobody answers it.
+    spec = live_spec(tmp_path, standin_broker.port, throwaway_pki, "dcx")
+
+    result = invoke(str(spec), "--live", "--local", "--timeout", "2")
+
+    assert result.exit_code == 1, result.output
+    kaa_row = rows_of(result.stdout, "bridge ")[0]
+    assert kaa_row[0::3] == ["kaa", "no reply"]
 
 
 def rows_of(stdout: str, header: str) -> list[list[str]]:
