@@ -310,7 +310,14 @@ def _engine(use_docker: bool | None, image: str, say: Say):
     return None, "local"
 
 
-def _bridge(client, mosquitto: str | None, plan, work: Path, say: Say, timeout):
+def _bridge(
+    client,
+    mosquitto: str | None,
+    plan: GatewayPlan,
+    work: Path,
+    say: Say,
+    timeout: float,
+):
     """The context that runs `plan`, in Docker or with the binary."""
     if client is not None:
         files = render.render(plan, work / "bundle")
