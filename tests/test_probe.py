@@ -212,9 +212,10 @@ def test_client_certificate_rejected(
     )
 
     assert found.category == probe.REJECTED
-    assert found.failure.startswith(
-        "certificate rejected by the server: the remote rejected the client certificate"
-    )
+    # Whether mosquitto's alert is readable or it just hangs up depends on
+    # timing; either way the category and the cause are the same.
+    assert found.failure.startswith("certificate rejected by the server: the remote")
+    assert "rejected the client certificate" in found.failure
 
 
 def test_mqtt_connection_refused(
