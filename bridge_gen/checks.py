@@ -122,15 +122,30 @@ def _connects(i: int, bridge: BridgePlan) -> list[Check]:
     out = []
     for address in bridge.addresses:
         host, _, port = address.rpartition(":")
-        failed = probe.probe(host, int(port), tls)
+        found = probe.inspect(host, int(port), tls)
         field = f"bridges[{i}].address"
-        if failed:
-            out.append(Check("error", field, f"{address}: {failed}"))
-        else:
-            out.append(
-                Check("ok", field, f"{address} accepted the bridge's connection")
-            )
+        if found.failure:
+            out.append(Check("error", field, f"{address}: {found.failure}"))
+            continue
+        over = f" over {found.tls_version}" if found.tls_version else " (no TLS)"
+        out.append(
+            Check("ok", field, f"{address} accepted the bridge's connection{over}")
+        )
+        out += [Check("ok", field, text) for text in _chain(address, found)]
     return out
+
+
+def _chain(address: str, found: probe.Probed) -> list[str]:
+    """One line per certificate the server presented, its own first."""
+    lines = [
+        f"{address} presented {cert}" if n == 0 else f"  then {cert}"
+        for n, cert in enumerate(found.chain)
+    ]
+    if lines and not found.whole_chain:
+        # Before Python 3.13 the ssl module hands out only the server's
+        # own certificate, not the intermediates it sent with it.
+        lines[0] += "; only the server's own certificate is readable here"
+    return lines
 
 
 def _port(plan: GatewayPlan) -> Check:

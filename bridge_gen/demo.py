@@ -10,26 +10,20 @@ torn down. All traffic stays on 127.0.0.1.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import queue
 import secrets
-import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bridge_gen import brokerlog, pipeline, render
-from bridge_gen.errors import BridgeGenError, BridgeNotConnected
+from bridge_gen import pipeline, sandbox
+from bridge_gen.errors import BridgeGenError
 from bridge_gen.pki import make_throwaway_pki
-from bridge_gen.plan import host_layout
 from bridge_gen.standin import StandInBroker, find_mosquitto, free_port, tls_client
 
 Say = Callable[[str], None]
@@ -77,7 +71,7 @@ def run(say: Say, *, use_docker: bool | None, keep: Path | None) -> None:
             " install it (Debian: apt-get install mosquitto)"
         )
     with ExitStack() as stack:
-        work = keep or Path(stack.enter_context(_temp_dir()))
+        work = keep or stack.enter_context(sandbox.temp_dir("bridge-gen-demo-"))
         say(f"working in {work}")
         pki = make_throwaway_pki(work / "certs")
         say(
@@ -99,107 +93,29 @@ def run(say: Say, *, use_docker: bool | None, keep: Path | None) -> None:
         spec.write_text(
             SPEC.format(gateway=gateway, local_port=free_port(), cloud_port=cloud.port)
         )
-        engine, why_not = _docker(use_docker)
-        if engine is None and use_docker:
-            raise BridgeGenError(f"--docker was given, but {why_not}")
-        if engine is None and why_not:
-            say(f"{why_not}; running the bridge with the local mosquitto binary")
-
-        if engine is not None:
-            local_port = stack.enter_context(_bridge_in_docker(engine, spec, say))
-        else:
-            local_port = stack.enter_context(
-                _bridge_with_binary(mosquitto, spec, work, say)
-            )
+        bridge = _bridge(use_docker, mosquitto, spec, work, say)
+        local_port = stack.enter_context(bridge)
+        say("the bridge is connected to the stand-in cloud")
         _exchange(pki, cloud.port, local_port, say)
     say("demo finished; everything it started is stopped")
 
 
-@contextmanager
-def _temp_dir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="bridge-gen-demo-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def _bridge(use_docker: bool | None, mosquitto: str, spec: Path, work: Path, say: Say):
+    """The demo bridge, in Docker or with the binary; yields the local port."""
+    engine, why_not = sandbox.docker_engine(use_docker, BASE_IMAGE)
+    if engine is None and use_docker:
+        raise BridgeGenError(f"--docker was given, but {why_not}")
+    if engine is None and why_not:
+        say(f"{why_not}; running the bridge with the local mosquitto binary")
 
-
-def _docker(use_docker: bool | None):
-    """The engine client to run the bridge with, or None and why not."""
-    if use_docker is False:
-        return None, None
-    from bridge_gen import engine
-
-    try:
-        client = engine.engine()
-    except BridgeGenError:
-        return None, "no Docker engine answers"
-    if not engine.has_image(client, BASE_IMAGE):
-        return None, f"the Docker engine has no {BASE_IMAGE} image (docker pull it)"
-    return client, None
-
-
-@contextmanager
-def _bridge_in_docker(client, spec: Path, say: Say) -> Iterator[int]:
-    from bridge_gen import engine
-
-    prepared = pipeline.prepare(spec, files_required=True)
-    plan, files = pipeline.bundle(prepared, spec.parent)
-    say(
-        f"bringing up the bridge in Docker (container {plan.container_name},"
-        " host network)"
-    )
-    try:
-        engine.up(client, plan, files, on_progress=lambda t: say(f"  {t}"), timeout=30)
-        say("the bridge is connected to the stand-in cloud")
-        yield plan.port
-    finally:
-        engine.down(client, plan, volumes=True, images=True)
-        say("removed the bridge container, its volume and its image")
-
-
-@contextmanager
-def _bridge_with_binary(mosquitto: str, spec: Path, work: Path, say: Say):
+    if engine is not None:
+        prepared = pipeline.prepare(spec, files_required=True)
+        plan, files = pipeline.bundle(prepared, spec.parent)
+        return sandbox.in_docker(engine, plan, files, say, timeout=30)
     run_dir = work / "bridge"
-    (run_dir / "data").mkdir(parents=True)
-    user = getpass.getuser() if os.geteuid() == 0 else None
-    prepared = pipeline.prepare(
-        spec, files_required=True, layout=host_layout(run_dir, run_as=user)
-    )
-    conf = run_dir / "mosquitto.conf"
-    conf.write_text(render.render_conf(prepared.plan), encoding="utf-8")
-    say(f"starting the bridge with {mosquitto} -c {conf}")
-    log = (run_dir / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log, stderr=log)
-    try:
-        _wait_socket_state(prepared.plan, proc, run_dir / "mosquitto.log")
-        say("the bridge is connected to the stand-in cloud")
-        yield prepared.plan.port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-        say("stopped the bridge")
-
-
-def _wait_socket_state(plan, proc, log_path: Path, timeout: float = 20) -> None:
-    wanted = {b.remote_clientid for b in plan.bridges}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        answer = subprocess.run(
-            brokerlog.sys_command(plan.layout.socket),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        states = brokerlog.read_sys(answer.returncode, answer.stdout)
-        connected = brokerlog.bridge_states(states) or {}
-        if all(connected.get(client_id) for client_id in wanted):
-            return
-        time.sleep(0.5)
-    found = brokerlog.diagnose(log_path.read_text(errors="replace").splitlines())
-    why = found.reason if found else "no reason in the broker's log"
-    raise BridgeNotConnected(f"the demo bridge did not connect: {why}")
+    layout = sandbox.binary_layout(run_dir)
+    prepared = pipeline.prepare(spec, files_required=True, layout=layout)
+    return sandbox.with_binary(mosquitto, prepared.plan, run_dir, say, timeout=20)
 
 
 def _exchange(pki, cloud_port: int, local_port: int, say: Say) -> None:

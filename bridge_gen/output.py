@@ -63,3 +63,8 @@ def progress(title: str) -> Iterator[Any]:
     else:
         err.print(escape(title))
         yield lambda text: err.print(f"  {escape(text)}")
+
+
+def note(text: str) -> None:
+    """Progress for a person, on stderr: stdout may be JSON for a script."""
+    err.print(escape(text))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bridge_gen import kp1
@@ -81,6 +81,10 @@ class TopicLine:
     local_prefix: str
     remote_prefix: str
     note: str
+    # What the line carries, for reports: the KP1 kind and the endpoint's
+    # token, both empty for a raw `topics` rule.
+    kind: str = ""
+    endpoint: str = ""
 
     @property
     def local_topic(self) -> str:
@@ -116,6 +120,9 @@ class BridgePlan:
     cert: FileMount | None
     key: FileMount | None
     lines: tuple[TopicLine, ...]
+    # Only a one-off connection (verify --live) asks the remote to forget
+    # its session: a gateway's bridge keeps what was queued for it.
+    clean_session: bool = False
 
     @property
     def files(self) -> tuple[FileMount, ...]:
@@ -336,17 +343,47 @@ def _mount(
     """`folder` is a bridge's name, or LOCAL_FILES for the listeners."""
     if path is None:
         return None
-    name = name or _FILE_NAMES[role]
     # Absolute but not resolved: a symlink (live/cert.pem) must keep
     # pointing at whatever the rotation tool makes it point to next.
     absolute = os.path.normpath(os.path.join(base.resolve(), path))
     host_path = Path("/" + absolute.lstrip("/"))  # POSIX keeps a leading "//"
+    return file_mount(folder, role, host_path, layout, name)
+
+
+def file_mount(
+    folder: str, role: str, host_path: Path, layout: Layout, name: str | None = None
+) -> FileMount:
+    """A file at `host_path`, where `layout` has the broker read it."""
+    name = name or _FILE_NAMES[role]
     broker = f"{layout.certs_dir}/{folder}/{name}" if layout.certs_dir else None
     return FileMount(
         role=role,
         host_path=host_path,
         mount_path=f"{SECRETS_IN}/{folder}/{name}",
         broker_path=broker or str(host_path),
+    )
+
+
+def relocate(gateway: GatewayPlan, layout: Layout) -> GatewayPlan:
+    """The same gateway, run where `layout` says: the broker's files move."""
+
+    def moved(folder: str, f: FileMount) -> FileMount:
+        name = f.mount_path.rsplit("/", 1)[1]
+        return file_mount(folder, f.role, f.host_path, layout, name)
+
+    def bridge_moved(bridge: BridgePlan) -> BridgePlan:
+        return replace(bridge, **{f.role: moved(bridge.name, f) for f in bridge.files})
+
+    tls = gateway.tls
+    if tls is not None:
+        tls = replace(tls, **{f.role: moved(LOCAL_FILES, f) for f in tls.files})
+    passwd = gateway.passwd and moved(LOCAL_FILES, gateway.passwd)
+    return replace(
+        gateway,
+        bridges=tuple(map(bridge_moved, gateway.bridges)),
+        tls=tls,
+        passwd=passwd,
+        layout=layout,
     )
 
 
@@ -402,8 +439,10 @@ def endpoint_lines(
     found = kp1.routes(resolved)
     kinds = ", ".join(dict.fromkeys(r.kind for r in found))
     note = f"endpoint {endpoint.token}: {kinds}"
+    token = endpoint.token
     return [
-        TopicLine("", r.direction, bridge.qos, r.local, r.remote, note) for r in found
+        TopicLine("", r.direction, bridge.qos, r.local, r.remote, note, r.kind, token)
+        for r in found
     ]
 
 

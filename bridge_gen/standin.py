@@ -257,6 +257,24 @@ class StandInBroker:
         self.stop()
         self.start(timeout)
 
+    def subscriptions(self, client_id: str) -> list[str]:
+        """The filters ``client_id`` subscribed to, as the broker logged them.
+
+        A bridge subscribes right after its CONNACK, so "connected" alone
+        does not mean the remote already forwards what it carries `in`.
+        """
+        found = []
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        for line in text.splitlines():
+            # "<time>: <client id> <qos> <filter>", with log_type subscribe.
+            words = line.partition(": ")[2].split(" ", 2)
+            if len(words) == 3 and words[0] == client_id and words[1].isdigit():
+                found.append(words[2])
+        return found
+
     def __enter__(self) -> StandInBroker:
         self.start()
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import ssl
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -49,11 +50,17 @@ def test_good_files_and_a_live_remote(
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     assert {f["severity"] for f in found} == {"ok"}
-    assert {
-        "severity": "ok",
-        "field": "bridges[0].address",
-        "message": f"127.0.0.1:{standin_broker.port} accepted the bridge's connection",
-    } in found
+    address = f"127.0.0.1:{standin_broker.port}"
+    connected = [f["message"] for f in found if f["field"] == "bridges[0].address"]
+    assert connected[-2] == f"{address} accepted the bridge's connection over TLSv1.3"
+    assert connected[-1].startswith(
+        f"{address} presented CN=bridge-gen stand-in server, issued by"
+        " CN=bridge-gen throwaway CA, valid until "
+    )
+    if not hasattr(ssl.SSLSocket, "get_unverified_chain"):
+        assert connected[-1].endswith(
+            "; only the server's own certificate is readable here"
+        )
 
 
 def test_expired_certificate_and_rejected_connection(
@@ -77,7 +84,29 @@ def test_expired_certificate_and_rejected_connection(
     assert errors[0]["field"] == "bridges[0].tls.cert"
     assert errors[0]["message"].startswith("expired on ")
     assert errors[1]["field"] == "bridges[0].address"
+    assert errors[1]["message"].startswith(
+        f"127.0.0.1:{standin_broker.port}: certificate rejected by the server: "
+    )
     assert "rejected the client certificate" in errors[1]["message"]
+
+
+def test_a_remote_signed_by_another_ca(
+    tmp_path: Path, throwaway_pki, standin_broker: StandInBroker
+) -> None:
+    other = pki.write_cert(tmp_path / "other-ca.crt", pki.new_ca("other CA").cert)
+    p = throwaway_pki
+    spec = spec_for(tmp_path, standin_broker.port, other, p.client_cert, p.client_key)
+
+    result = CliRunner().invoke(
+        app, ["check", str(spec), "--connect", "--no-docker", "--offline"]
+    )
+
+    assert result.exit_code == 1
+    assert (
+        f"127.0.0.1:{standin_broker.port}: unknown CA: its certificate is not"
+        " signed by a CA in `tls.ca`; the server presented CN=bridge-gen stand-in"
+        " server, issued by CN=bridge-gen throwaway CA, valid until "
+    ) in result.stdout
 
 
 def test_nothing_listening_is_an_error(tmp_path: Path, throwaway_pki) -> None:
