@@ -13,6 +13,14 @@ from bridge_gen.pki import Pki, make_throwaway_pki
 from bridge_gen.standin import StandInBroker, find_mosquitto
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """Where bridge-gen keeps state between runs: never the real home."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def mosquitto_bin() -> str:
     """Path of the mosquitto binary; skips without it, fails in CI."""
