@@ -140,3 +140,47 @@ def test_status_confirms_delivery_then_sees_refusal_and_silence(
     assert bridge["heartbeat"]["result"] == "not sent"
     assert bridge["heartbeat"]["last_confirmed"] == confirmed
     assert report["warnings"] == []
+
+
+ECHO_SPEC = """\
+version: 1
+gateway: {gateway}
+container: {{network: host}}
+local: {{port: {port}, bind: 127.0.0.1}}
+bridges:
+  - name: central
+    address: 127.0.0.1:{remote}
+    tls: {{ca: {pki.ca_cert}, cert: {pki.client_cert}, key: {pki.client_key}}}
+    heartbeat: {{topic: hb/ping, reply: hb/pong}}
+    topics:
+      - {{pattern: "", local_prefix: hb/ping, remote_prefix: {gateway}/hb}}
+      - pattern: ""
+        direction: in
+        local_prefix: hb/pong
+        remote_prefix: {gateway}/hb
+"""
+
+
+def test_any_broker_echoes_the_heartbeat_back(
+    tmp_path: Path, gateway: str, standin_broker: StandInBroker, throwaway_pki: Pki
+) -> None:
+    # The bridge subscribes to the remote topic it publishes the probe on,
+    # and MQTT 3.1.1 has no "no local": the remote broker itself echoes it.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        ECHO_SPEC.format(
+            gateway=gateway,
+            port=free_port(),
+            remote=standin_broker.port,
+            pki=throwaway_pki,
+        )
+    )
+    up = CliRunner().invoke(app, ["up", str(spec)])
+    assert up.exit_code == 0, up.output
+
+    code, report, _ = status(spec)
+    beat = report["bridges"][0]["heartbeat"]
+    assert code == 0
+    assert beat["result"] == "echoed"
+    assert beat["round_trip_ms"] > 0
+    assert beat["last_confirmed_ago_s"] < 1
