@@ -443,11 +443,13 @@ def status(
         typer.Option(help="With --watch, stop after this many reports."),
     ] = None,
     heartbeat_timeout: Annotated[
-        float,
+        int,
         typer.Option(
-            min=1, help="Seconds to wait for the answer to a bridge's heartbeat."
+            min=1,
+            # Whole seconds: the probe's mosquitto_sub -W takes no fractions.
+            help="Seconds to wait for the answer to a bridge's heartbeat.",
         ),
-    ] = 5.0,
+    ] = 5,
 ) -> None:
     """Show the container's state and whether each bridge is connected.
 
