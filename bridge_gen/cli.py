@@ -581,33 +581,53 @@ def status(
         int | None,
         typer.Option(help="With --watch, stop after this many reports."),
     ] = None,
+    heartbeat_timeout: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            # Whole seconds: the probe's mosquitto_sub -W takes no fractions.
+            help="Seconds to wait for the answer to a bridge's heartbeat.",
+        ),
+    ] = 5,
 ) -> None:
     """Show the container's state and whether each bridge is connected.
 
     Connected is what the broker itself reports; a bridge that is down gets
     the reason, read from the broker's log or found by connecting to its
-    remote. Also shows how many messages the broker holds and whether it
-    had to drop any. Exit code 1 when the container is not running or a
-    bridge is down (with --watch: at the last report).
+    remote. A bridge with a `heartbeat` in the spec also sends one probe
+    per report and shows whether the far side confirmed it, the round
+    trip, and when data was last confirmed. Also shows how many messages
+    the broker holds and whether it had to drop any. Exit code 1 when the
+    container is not running or a bridge is down (with --watch: at the
+    last report); a heartbeat without answer is a warning.
     """
     import time
 
     from bridge_gen import engine
+    from bridge_gen import heartbeat as heartbeats
 
     prepared = _quiet(spec_file, gateway)
     client = engine.engine()
     count = 0
     while True:
-        report = engine.status(client, prepared.plan)
+        report, problem = heartbeats.record(
+            engine.status(client, prepared.plan, heartbeat_timeout=heartbeat_timeout)
+        )
+        if problem:
+            output.warn(problem)
         healthy = report.state == "running" and all(b.connected for b in report.bridges)
+        warnings = heartbeats.warnings(report, heartbeat_timeout)
         if as_json:
             # Watching, each report is one line, so a script can read them
             # as they come.
             output.emit_json(
-                {**dataclasses.asdict(report), "ok": healthy}, lines=watch is not None
+                {**dataclasses.asdict(report), "ok": healthy, "warnings": warnings},
+                lines=watch is not None,
             )
         else:
-            _print_status(report)
+            _print_status(report, heartbeat_timeout)
+            for found in warnings:
+                output.warn(found)
         count += 1
         if watch is None or (times is not None and count >= times):
             break
@@ -618,19 +638,15 @@ def status(
         raise typer.Exit(1)
 
 
-def _print_status(report: Any) -> None:
+def _print_status(report: Any, heartbeat_timeout: float) -> None:
     health = f" ({report.health})" if report.health else ""
     output.say(
         f"gateway {report.gateway}: container {report.container} {report.state}{health}"
     )
     if report.started_at and report.state == "running":
         output.say(f"  started {report.started_at}, image {report.image}")
-    state = {True: "connected", False: "disconnected", None: "unknown"}
     if report.bridges:
-        output.table(
-            ("bridge", "state", "reason"),
-            [(b.name, state[b.connected], b.reason or "") for b in report.bridges],
-        )
+        output.table(*_bridge_rows(report.bridges, heartbeat_timeout))
     if report.stored_messages is not None:
         output.say(
             f"buffer: {report.stored_messages} message(s) held; up to"
@@ -642,6 +658,35 @@ def _print_status(report: Any) -> None:
             f" the buffer was full, last at {report.last_drop}; raise"
             " buffer.messages"
         )
+
+
+_STATES = {True: "connected", False: "disconnected", None: "unknown"}
+
+
+def _bridge_rows(
+    bridges: Any, heartbeat_timeout: float
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The bridge table; heartbeat columns only when a bridge has one."""
+    from bridge_gen import heartbeat as heartbeats
+
+    if not any(b.heartbeat for b in bridges):
+        rows = [(b.name, _STATES[b.connected], b.reason or "") for b in bridges]
+        return ("bridge", "state", "reason"), rows
+    headers = ("bridge", "state", "delivered", "round trip", "heartbeat", "reason")
+    rows = []
+    for b in bridges:
+        beat = b.heartbeat
+        delivered = heartbeats.ago(beat.last_confirmed_ago_s) if beat else ""
+        trip = (
+            f"{beat.round_trip_ms:g} ms"
+            if beat and beat.round_trip_ms is not None
+            else ""
+        )
+        result = heartbeats.describe(beat, heartbeat_timeout) if beat else ""
+        rows.append(
+            (b.name, _STATES[b.connected], delivered, trip, result, b.reason or "")
+        )
+    return headers, rows
 
 
 @app.command()

@@ -21,6 +21,7 @@ import docker.errors
 from docker.types import Mount
 
 from bridge_gen import brokerlog, probe
+from bridge_gen import heartbeat as heartbeats
 from bridge_gen import plan as plans
 from bridge_gen.brokerlog import diagnose, lines_of
 from bridge_gen.errors import (
@@ -45,6 +46,7 @@ class BridgeState:
     name: str
     connected: bool | None  # None: the broker is not running to ask
     reason: str | None = None
+    heartbeat: heartbeats.Heartbeat | None = None  # None: the spec sets none
 
 
 @dataclass(frozen=True)
@@ -381,7 +383,22 @@ def explain(lines: list[str], bridge: BridgePlan) -> str:
     return "the remote accepts connections from here; the bridge has not yet"
 
 
-def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
+def send_heartbeat(
+    container, plan: GatewayPlan, beat: plans.HeartbeatPlan, timeout: float
+) -> heartbeats.Heartbeat:
+    """Publish one heartbeat through the container's broker and read the answer."""
+    sent = heartbeats.probe(beat, timeout)
+    try:
+        _, output = container.exec_run(sent.command(plan.layout.socket))
+    except docker.errors.APIError:
+        return heartbeats.Heartbeat(heartbeats.NOT_SENT)
+    return heartbeats.read(sent, output.decode("utf-8", "replace"))
+
+
+def status(
+    client: docker.DockerClient, plan: GatewayPlan, *, heartbeat_timeout: float = 5.0
+) -> Status:
+    """The container, each bridge's state and, where the spec asks, a heartbeat."""
     container = _find(client, plan)
     if container is None:
         return Status(plan.gateway, plan.container_name, "absent", None, None, None)
@@ -403,7 +420,16 @@ def status(client: docker.DockerClient, plan: GatewayPlan) -> Status:
         else:
             connected = states.get(bridge.remote_clientid, False)
             reason = None if connected else explain(lines, bridge)
-        bridges.append(BridgeState(bridge.name, connected, reason))
+        beat = None
+        if bridge.heartbeat is not None:
+            # A probe sent while the bridge is down would only wait out its
+            # timeout, and reach the remote later as stale data.
+            beat = (
+                send_heartbeat(container, plan, bridge.heartbeat, heartbeat_timeout)
+                if connected
+                else heartbeats.Heartbeat(heartbeats.NOT_SENT)
+            )
+        bridges.append(BridgeState(bridge.name, connected, reason, beat))
     return Status(
         gateway=plan.gateway,
         container=container.name,

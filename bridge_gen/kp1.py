@@ -115,14 +115,20 @@ def routes(e: Resolved) -> list[Route]:
     return out
 
 
+def answers(local: str) -> tuple[str, str]:
+    """Where Kaa's success and error answers to a request on `local` land."""
+    return f"{local}/status", f"{local}/error"
+
+
 def _request(e: Resolved, kind: str, local: str, remote: str) -> list[Route]:
     """A request up, with its answers back below the local topic."""
     if e.request_id is not None:
         remote = f"{remote}/{e.request_id}"
+    status, error = answers(local)
     found = [Route("out", local, remote, kind)]
     if e.request_id is not None:
-        found.append(Route("in", f"{local}/status", f"{remote}/status", kind))
-    found.append(Route("in", f"{local}/error", f"{remote}/error", kind))
+        found.append(Route("in", status, f"{remote}/status", kind))
+    found.append(Route("in", error, f"{remote}/error", kind))
     return found
 
 

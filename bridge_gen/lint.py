@@ -114,6 +114,7 @@ def _bridges(
         placed = _placed(bridge, resolved, here)
         out.lines[i] = [p.line for p in placed]
         _mappings(placed, located, out, same)
+        _heartbeat(bridge, resolved, placed, (*here, "heartbeat"), located, out)
 
 
 def _unique(
@@ -497,3 +498,108 @@ def _lengths(placed: list[_Placed], located: Composed, out: Findings) -> None:
                     key=True,
                 )
             )
+
+
+def _heartbeat(
+    bridge: Bridge,
+    resolved_all: list[kp1.Resolved],
+    placed: list[_Placed],
+    here: Path_,
+    located: Composed,
+    out: Findings,
+) -> None:
+    beat = bridge.heartbeat
+    if beat is None:
+        return
+    echo = beat.topic is not None or beat.reply is not None
+    if beat.token is not None and echo:
+        message = (
+            "`token` (a Kaa endpoint) and `topic`/`reply` (any broker) are two"
+            " kinds of heartbeat; keep one"
+        )
+        out.errors.append(located.problem((*here, "token"), message))
+    elif beat.token is not None:
+        _kaa_heartbeat(bridge, beat.token, resolved_all, here, located, out)
+    elif echo:
+        _echo_heartbeat(beat.topic, beat.reply, placed, here, located, out)
+    else:
+        message = "needs `token` (a Kaa endpoint) or `topic` and `reply` (any broker)"
+        out.errors.append(located.problem(here, message))
+
+
+def _kaa_heartbeat(
+    bridge: Bridge,
+    token: str,
+    resolved_all: list[kp1.Resolved],
+    here: Path_,
+    located: Composed,
+    out: Findings,
+) -> None:
+    found = [j for j, e in enumerate(bridge.endpoints) if e.token == token]
+    if not found:
+        message = f"no endpoint of this bridge has the token {shown(token)}"
+        out.errors.append(located.problem((*here, "token"), message))
+        return
+    endpoint = resolved_all[found[0]]
+    name = located.name((*here[:-1], "endpoints", found[0]))
+    if not endpoint.telemetry:
+        why = f"the endpoint at {name} does not carry telemetry, which the probe sends"
+    elif endpoint.request_id is None:
+        why = (
+            f"the endpoint at {name} has no `request_id`: Kaa confirms only"
+            " requests that carry one, so no heartbeat would be accepted"
+        )
+    else:
+        return
+    out.errors.append(located.problem((*here, "token"), why))
+
+
+def _echo_heartbeat(
+    topic: str | None,
+    reply: str | None,
+    placed: list[_Placed],
+    here: Path_,
+    located: Composed,
+    out: Findings,
+) -> None:
+    if topic is None or reply is None:
+        given, missing = ("reply", "topic") if topic is None else ("topic", "reply")
+        message = f"`{given}` needs `{missing}` beside it"
+        out.errors.append(located.problem((*here, given), message))
+        return
+    if topic == reply:
+        message = "must differ from `topic`, or the probe would read its own message"
+        out.errors.append(located.problem((*here, "reply"), message))
+        return
+    problems = {
+        "topic": None
+        if _carried(placed, "out", topic)
+        else f"no rule of this bridge carries {shown(topic)} out to the remote",
+        "reply": _reply_problem(placed, reply),
+    }
+    for key, message in problems.items():
+        if message is not None:
+            out.errors.append(located.problem((*here, key), message))
+
+
+def _reply_problem(placed: list[_Placed], reply: str) -> str | None:
+    if not _carried(placed, "in", reply):
+        return (
+            f"nothing this bridge brings in lands on {shown(reply)}; map the"
+            " remote topic the echo comes back on to it with an `in` rule"
+        )
+    if _carried(placed, "out", reply):
+        return (
+            f"{shown(reply)} is carried out too, so every echo would go back"
+            " up to the remote"
+        )
+    return None
+
+
+def _carried(placed: list[_Placed], direction: str, topic: str) -> bool:
+    """Whether a line of the bridge takes this local topic in that direction."""
+    return any(
+        direction in plan.directions(p.line.direction)
+        and plan.covers(p.line.local_topic, topic)
+        for p in placed
+    )

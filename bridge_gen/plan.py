@@ -110,6 +110,24 @@ class FileMount:
 
 
 @dataclass(frozen=True)
+class HeartbeatPlan:
+    """What `status` publishes on the local broker, and where answers land.
+
+    Kaa answers the probe on `accepted` or `refused`; any other broker
+    sends it back on `accepted` (`refused` is None), and only the echo that
+    carries the probe's own payload counts.
+    """
+
+    send: str
+    accepted: str
+    refused: str | None
+
+    @property
+    def kind(self) -> str:
+        return "echo" if self.refused is None else "kaa"
+
+
+@dataclass(frozen=True)
 class BridgePlan:
     name: str
     addresses: tuple[str, ...]
@@ -123,6 +141,7 @@ class BridgePlan:
     # Only a one-off connection (verify --live) asks the remote to forget
     # its session: a gateway's bridge keeps what was queued for it.
     clean_session: bool = False
+    heartbeat: HeartbeatPlan | None = None
 
     @property
     def files(self) -> tuple[FileMount, ...]:
@@ -326,7 +345,24 @@ def _bridge(
         cert=_mount(bridge.name, "cert", tls.cert, spec_dir, layout),
         key=_mount(bridge.name, "key", tls.key, spec_dir, layout),
         lines=tuple(lines),
+        heartbeat=heartbeat_plan(bridge),
     )
+
+
+def heartbeat_plan(bridge: Bridge) -> HeartbeatPlan | None:
+    """The probe of a bridge whose heartbeat lint accepted; None without one."""
+    beat = bridge.heartbeat
+    if beat is None:
+        return None
+    if beat.topic is not None and beat.reply is not None:
+        return HeartbeatPlan(beat.topic, beat.reply, None)
+    for endpoint in bridge.endpoints:
+        if endpoint.token == beat.token:
+            # The endpoint's own telemetry line carries the probe, and its
+            # answer lines bring Kaa's verdict back below it.
+            accepted, refused = kp1.answers(endpoint.local)
+            return HeartbeatPlan(endpoint.local, accepted, refused)
+    return None
 
 
 _FILE_NAMES = {"ca": "ca.crt", "cert": "client.crt", "key": "client.key"}

@@ -286,6 +286,25 @@ class TopicRule(_Model):
     remote_prefix: TopicPrefix = ""
 
 
+class Heartbeat(_Model):
+    """A probe `status` sends through the bridge to see that data arrives.
+
+    Kaa: `token` of one of the bridge's endpoints, best one kept for
+    heartbeats (each probe is one telemetry sample). Any broker: `topic`,
+    which the bridge carries out, and `reply`, where its echo comes back.
+    """
+
+    token: Token | None = Field(
+        None, description="Kaa: an endpoint of this bridge, with a request_id"
+    )
+    topic: TopicName | None = Field(
+        None, description="Any broker: a local topic this bridge carries out"
+    )
+    reply: TopicName | None = Field(
+        None, description="Any broker: the local topic the echo comes back on"
+    )
+
+
 class Bridge(_Model):
     """One connection from the gateway to a remote broker."""
 
@@ -317,6 +336,9 @@ class Bridge(_Model):
         " app_version, request_id, user), relative to this file",
     )
     topics: list[TopicRule] = []
+    heartbeat: Heartbeat | None = Field(
+        None, description="What `status` sends to confirm delivery end to end"
+    )
 
 
 class Container(_Model):

@@ -48,6 +48,14 @@ def _sample_passwords() -> Iterator[None]:
 
 
 @pytest.fixture
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """A state home of this test's own: bridge-gen's folder is `bridge-gen`."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("BRIDGE_GEN_STATE_DIR", str(folder / "bridge-gen"))
+    return folder
+
+
+@pytest.fixture
 def mosquitto_bin() -> str:
     """Path of the mosquitto binary; skips without it, fails in CI."""
     found = find_mosquitto()

@@ -160,6 +160,7 @@ class KaaCloud:
         self._results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._configs = _initial_configs(configs or {})
         self._applied: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self._refusing: dict[Endpoint, _Kp1Error] = {}
 
     # -- life cycle ---------------------------------------------------------
 
@@ -249,6 +250,15 @@ class KaaCloud:
             self._configs[(app, token, extension)] = copy.deepcopy(body)
         topic = f"kp1/{app}/{extension}/{token}/config/json/status"
         self._publish_and_wait(topic, json.dumps(body).encode())
+
+    def refuse(self, app: str, token: str, status: int, reason: str) -> None:
+        """Answer every later request of the endpoint on ``…/error``.
+
+        As when its token is suspended: the connection stays up, and each
+        request gets ``{"statusCode": status, "reasonPhrase": reason}``.
+        """
+        with self._cond:
+            self._refusing[(app, token)] = _Kp1Error(status, reason)
 
     # -- what arrived ---------------------------------------------------------
 
@@ -420,6 +430,9 @@ class KaaCloud:
                 "not a KP1 endpoint topic: expected "
                 "kp1/{app}/{extension}/{token}/{resource}[/{request_id}]",
             )
+        refusal = self._refusing.get((request.app, request.token))
+        if refusal is not None:
+            raise refusal
         handler = _route(request)
         return handler(self, request, message.payload)
 

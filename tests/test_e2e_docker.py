@@ -118,7 +118,9 @@ def test_up_carries_telemetry_and_replies_then_down(
     report = json.loads(status.stdout)
     assert status.exit_code == 0
     assert report["ok"] is True
-    assert report["bridges"] == [{"name": "kaa", "connected": True, "reason": None}]
+    assert report["bridges"] == [
+        {"name": "kaa", "connected": True, "reason": None, "heartbeat": None}
+    ]
 
     watched = runner.invoke(
         app, ["status", str(spec), "--json", "--watch", "0.2", "--times", "2"]

@@ -193,10 +193,26 @@ bridges:
       - local: dev/zqc
         token: tok-zqd
         app_version: {endpoint_app_version}
+        request_id: 3
+    heartbeat:
+      token: {hb_token}
     topics:
       - pattern: {pattern}
         local_prefix: {local_prefix}
         remote_prefix: {remote_prefix}
+  - name: br-zqh
+    address: zqh.example.com:8883
+    heartbeat:
+      topic: {hb_topic}
+      reply: {hb_reply}
+    topics:
+      - pattern: "#"
+        local_prefix: hbz/
+        remote_prefix: gwz/
+      - pattern: "#"
+        direction: in
+        local_prefix: hbq/
+        remote_prefix: gwz/
 """
 
 # Plain values, each unique in the rendered files so it can be swapped.
@@ -252,7 +268,13 @@ PLAIN = {
     "memory": "333m",
     "cpus": "1.25",
     "endpoint_user": "zq-u2",
+    # Read by `status` only: a token of an endpoint, topics the rules carry.
+    "hb_token": "tok-zqd",
+    "hb_topic": "hbz/ping",
+    "hb_reply": "hbq/pong",
 }
+# Fields that never reach a rendered file: the files stay as they are.
+STATUS_ONLY = {"hb_token", "hb_topic", "hb_reply"}
 
 FIELD_PATHS = {
     "gateway": "gateway",
@@ -306,6 +328,9 @@ FIELD_PATHS = {
     "memory": "container.memory",
     "cpus": "container.cpus",
     "endpoint_user": "bridges[0].endpoints[0].user",
+    "hb_token": "bridges[0].heartbeat.token",
+    "hb_topic": "bridges[1].heartbeat.topic",
+    "hb_reply": "bridges[1].heartbeat.reply",
 }
 assert set(FIELD_PATHS) == set(PLAIN)
 
@@ -398,6 +423,9 @@ VALID["memory"] = st.from_regex(names.MEMORY, fullmatch=True)
 VALID["cpus"] = st.from_regex(names.CPUS, fullmatch=True)
 VALID["remote_prefix"] = VALID["local_prefix"]
 VALID["endpoint_app_version"] = VALID["app_version"]
+VALID["hb_token"] = st.sampled_from(["tok-zq7", "tok-zqd"])
+VALID["hb_topic"] = st.text(TOPIC_CHARS, min_size=1).map(lambda s: "hbz/" + s)
+VALID["hb_reply"] = st.text(TOPIC_CHARS, min_size=1).map(lambda s: "hbq/" + s)
 
 
 def kp1_names() -> set[str]:
@@ -493,7 +521,10 @@ def test_string_field_is_refused_or_rendered_intact(
     event("rendered")
     conf, plain_conf = got.files["mosquitto.conf"], plain.files["mosquitto.conf"]
     assert conf.count("\n") == plain_conf.count("\n")
-    want = [swap(d, PLAIN[key], value) for d in parse_conf(plain_conf)]
+    want = [
+        d if key in STATUS_ONLY else swap(d, PLAIN[key], value)
+        for d in parse_conf(plain_conf)
+    ]
     assert parse_conf(conf) == want
     CHECKS.get(key, lambda *_: None)(got, plain, value)
 
@@ -582,6 +613,21 @@ def check_limit(key: str) -> Callable[[Rendered, Rendered, str], None]:
     return check
 
 
+def check_heartbeat(
+    bridge: int, side: str
+) -> Callable[[Rendered, Rendered, str], None]:
+    def check(got: Rendered, plain: Rendered, value: str) -> None:
+        beat = got.prepared.plan.bridges[bridge].heartbeat
+        assert beat is not None
+        if side == "token":
+            token = {"tok-zq7": "dev/zq6", "tok-zqd": "dev/zqc"}
+            assert beat.send == token[value]
+        else:
+            assert getattr(beat, side) == value
+
+    return check
+
+
 CHECKS: dict[str, Callable[[Rendered, Rendered, str], None]] = {
     "gateway": check_gateway,
     "image": check_image,
@@ -596,6 +642,9 @@ CHECKS: dict[str, Callable[[Rendered, Rendered, str], None]] = {
     "user_topic": check_user_topic,
     "memory": check_limit("mem_limit"),
     "cpus": check_limit("cpus"),
+    "hb_token": check_heartbeat(0, "token"),
+    "hb_topic": check_heartbeat(1, "send"),
+    "hb_reply": check_heartbeat(1, "accepted"),
 }
 
 
