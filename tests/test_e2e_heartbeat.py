@@ -182,5 +182,6 @@ def test_any_broker_echoes_the_heartbeat_back(
     beat = report["bridges"][0]["heartbeat"]
     assert code == 0
     assert beat["result"] == "echoed"
-    assert beat["round_trip_ms"] > 0
+    # A loopback echo may take less than the 0.1 ms it is rounded to.
+    assert beat["round_trip_ms"] >= 0
     assert beat["last_confirmed_ago_s"] < 1
