@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bridge_gen import credentials
 from bridge_gen.names import shown
+from bridge_gen.plan import credentials_of, overlaps
 from bridge_gen.spec import Composed, LocalUser, Spec
 
 if TYPE_CHECKING:
@@ -39,11 +40,15 @@ def check(
     environ = os.environ if environ is None else environ
     _listeners(spec, located, spec_dir, files_required, out)
     _anonymous(spec, located, out)
+    _plain_without_passwords(spec, located, out)
     names = _users(spec, located, out)
     for i, user in enumerate(spec.local.users):
         _password(i, user, spec, located, spec_dir, environ, passwords_required, out)
     used = _endpoint_users(spec, located, names, out)
     _idle_users(spec, located, used, out)
+    owners = _owned_topics(spec, located, out)
+    _nested_endpoints(owners, located, out)
+    _reaching_filters(spec, owners, located, out)
 
 
 def _listeners(
@@ -116,9 +121,35 @@ def _anonymous(spec: Spec, located: Composed, out) -> None:
     )
 
 
+def _plain_without_passwords(spec: Spec, located: Composed, out) -> None:
+    local = spec.local
+    if not (local.plain and local.users) or local.anonymous:
+        return
+    if any(credentials_of(user) for user in local.users):
+        return
+    out.warnings.append(
+        located.problem(
+            ("local", "plain"),
+            "no user has a password, so the plain listener lets no one in; set"
+            " `plain: false` to serve TLS only",
+        )
+    )
+
+
 def _users(spec: Spec, located: Composed, out) -> set[str]:
+    # Client ids are user names on the devices' listeners; these belong to
+    # the bridges' local side and to bridge-gen's own clients.
+    taken = {f"local.{b.clientid or f'{spec.gateway}-{b.name}'}" for b in spec.bridges}
     seen: dict[str, int] = {}
     for i, user in enumerate(spec.local.users):
+        if user.name in taken or user.name.startswith(("bridge-gen", "bg-")):
+            out.errors.append(
+                located.problem(
+                    ("local", "users", i, "name"),
+                    f"{shown(user.name)} is a client id the gateway uses itself"
+                    " (a user's client id is its name); choose another name",
+                )
+            )
         if user.name in seen:
             out.errors.append(
                 located.problem(
@@ -207,3 +238,77 @@ def _idle_users(spec: Spec, located: Composed, used: set[str], out) -> None:
                 " or `admin: true`, or name it as an endpoint's `user`",
             )
         )
+
+
+# A user's endpoint topics are its own: no other user may reach them.
+
+_Owner = tuple[str, tuple]  # the user, and the spec path of the endpoint
+
+
+def _owned_topics(spec: Spec, located: Composed, out) -> dict[str, _Owner]:
+    """Each endpoint topic that has a user, with that user; first one wins.
+
+    One topic given to two users (two bridges may carry it) is an error.
+    """
+    owners: dict[str, _Owner] = {}
+    for i, bridge in enumerate(spec.bridges):
+        for j, endpoint in enumerate(bridge.endpoints):
+            if endpoint.user is None:
+                continue
+            here = ("bridges", i, "endpoints", j)
+            first = owners.setdefault(endpoint.local, (endpoint.user, here))
+            if first[0] != endpoint.user:
+                out.errors.append(
+                    located.problem(
+                        (*here, "user"),
+                        f"{shown(endpoint.local)} is the topic of"
+                        f" {located.name(first[1])} too, whose user is"
+                        f" {shown(first[0])}: one topic, one user",
+                    )
+                )
+    return owners
+
+
+def _nested_endpoints(owners: dict[str, _Owner], located: Composed, out) -> None:
+    """An endpoint below another user's: that user's `<local>/#` covers it.
+
+    Looked up level by level, so thousands of endpoints cost no more than
+    their topics' depth each.
+    """
+    for topic, (user, here) in owners.items():
+        levels = topic.split("/")
+        for depth in range(1, len(levels)):
+            above = owners.get("/".join(levels[:depth]))
+            if above is None or above[0] == user:
+                continue
+            out.errors.append(
+                located.problem(
+                    (*here, "local"),
+                    f"{shown(topic)} lies below {shown('/'.join(levels[:depth]))},"
+                    f" the topic of {located.name(above[1])} (user"
+                    f" {shown(above[0])}), who could then read and publish as"
+                    f" {shown(user)}; give them topics side by side",
+                )
+            )
+            break
+
+
+def _reaching_filters(
+    spec: Spec, owners: dict[str, _Owner], located: Composed, out
+) -> None:
+    """A user's own `topics` that reach another user's endpoint topics."""
+    for i, user in enumerate(spec.local.users):
+        for k, wanted in enumerate(user.topics):
+            for topic, (owner, here) in owners.items():
+                if owner == user.name:
+                    continue
+                if overlaps(wanted, topic) or overlaps(wanted, f"{topic}/#"):
+                    out.warnings.append(
+                        located.problem(
+                            ("local", "users", i, "topics", k),
+                            f"reaches {shown(topic)}, the topic of"
+                            f" {located.name(here)}: {shown(user.name)} may read"
+                            f" and publish as {shown(owner)} there",
+                        )
+                    )
+                    break

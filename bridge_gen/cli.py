@@ -281,7 +281,7 @@ def render(
         fleet = found.fleet is not None
         out_dir = (out or Path("out")) / name if fleet else out or Path("out") / name
         _, files = pipeline.bundle(prepared, out_dir)
-        for item in write_bundle(files, out_dir):
+        for item in write_bundle(files, out_dir, pipeline.FILES):
             output.say(f"{item.action:>9}  {item.path}")
     for prepared in found.gateways:
         output.say(_summary(prepared))
@@ -554,7 +554,7 @@ def up(
     # show what runs.
     folder = state.gateway_dir(prepared.plan.gateway)
     plan, files = pipeline.bundle(prepared, folder)
-    write_bundle(files, folder)
+    write_bundle(files, folder, pipeline.FILES)
     with output.progress(f"bringing up gateway {plan.gateway}") as step:
         action = engine.up(client, plan, files, on_progress=step, timeout=timeout)
     names = ", ".join(b.name for b in prepared.plan.bridges)

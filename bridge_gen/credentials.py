@@ -4,16 +4,14 @@ This is the one module that reads a password. It hands the rest of
 bridge-gen either a problem ("PLANT_PW is not set") or the text of
 mosquitto's password file, never the password itself.
 
-Each hash's salt is derived from the gateway, the user and the password, so
-the same spec gives the same file: `render` reports it unchanged and `up`
-does not replace a container for nothing. Two users, or one user on two
-gateways, never share a salt; a changed password changes it.
+Salts are random. A line of the file written before is kept while it
+still accepts the user's password, so the same spec gives the same file:
+`render` reports it unchanged and `up` does not replace a container for
+nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,20 +53,38 @@ def check(user: LocalUser, spec_dir: Path, environ: Mapping[str, str]) -> None:
 
 
 def password_file(
-    spec: Spec, spec_dir: Path, environ: Mapping[str, str] | None = None
+    spec: Spec,
+    spec_dir: Path,
+    previous: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str:
-    """The text of mosquitto's password file for the spec's local users."""
+    """The text of mosquitto's password file for the spec's local users.
+
+    `previous` is the file as written last time, if any.
+    """
     environ = os.environ if environ is None else environ
+    kept = _lines_of(previous)
     lines = []
     for user in spec.local.users:
         secret = _password(user, spec_dir, environ)
         if secret is None:
             continue
-        salt = hmac.new(
-            secret.encode(), f"{spec.gateway}\0{user.name}".encode(), hashlib.sha256
-        ).digest()[:12]
-        lines.append(passwords.hash_line(user.name, secret, salt=salt))
+        old = kept.get(user.name)
+        if old is not None and passwords.verify(old, user.name, secret):
+            lines.append(old)
+        else:
+            lines.append(passwords.hash_line(user.name, secret))
     return "".join(f"{line}\n" for line in lines)
+
+
+def _lines_of(previous: Path | None) -> dict[str, str]:
+    if previous is None:
+        return {}
+    try:
+        text = previous.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}  # written anew, with fresh salts
+    return {line.partition(":")[0]: line for line in text.splitlines()}
 
 
 def _password(
@@ -88,6 +104,10 @@ def _password(
 
 def _from_file(path: Path, written: str) -> str:
     """The first line of the file; `written` names it as the spec does."""
+    # Not a pipe or a device: reading one could wait forever.
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise Unreadable("password_file", f"{written} {what}")
     try:
         with path.open("rb") as handle:
             data = handle.read(_MAX_FILE_BYTES + 1)
@@ -101,8 +121,10 @@ def _from_file(path: Path, written: str) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Unreadable("password_file", f"{written} is not UTF-8 text") from None
-    # Editors and `echo` end the file with a line break.
-    first = text.splitlines()[0] if text else ""
+    # Editors and `echo` end the file with a line break. Only a line feed
+    # (after a carriage return or not) ends the line: any other break is
+    # part of the value, and refused there, not silently cut at.
+    first = text.split("\n", 1)[0].removesuffix("\r")
     return _checked("password_file", written, first)
 
 

@@ -256,19 +256,27 @@ def cpus(value: str) -> str:
 
 
 def env_name(value: str) -> str:
-    """The name of an environment variable that holds a secret."""
-    return _matching(
-        value,
-        ENV_NAME,
-        "an environment variable name: letters, digits and '_', not starting"
-        " with a digit",
-    )
+    """The name of an environment variable that holds a secret.
+
+    The value is not repeated: a password pasted here by mistake would be.
+    """
+    if not re.fullmatch(ENV_NAME, value):
+        raise ValueError(
+            "is not an environment variable name (letters, digits and '_', not"
+            " starting with a digit); give the variable's name, not the password"
+        )
+    return value
+
+
+_MAX_PASSWORD_BYTES = 65535  # the most an MQTT CONNECT can carry
 
 
 def password(value: str) -> str:
-    """A password: hashed before it is written, so only line breaks matter."""
-    if not value:
-        raise ValueError("may not be empty")
+    """A password: hashed before it is written. Messages never repeat it."""
+    if not value.strip():
+        raise ValueError("may not be empty or only spaces")
+    if len(value.encode("utf-8", "surrogatepass")) > _MAX_PASSWORD_BYTES:
+        raise ValueError(f"is longer than MQTT allows ({_MAX_PASSWORD_BYTES} bytes)")
     return text(value)
 
 

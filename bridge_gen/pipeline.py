@@ -14,7 +14,7 @@ from pathlib import Path
 from bridge_gen import credentials, fleet, lint, spec
 from bridge_gen.errors import BridgeGenError, Problem, SpecError
 from bridge_gen.plan import CONTAINER, GatewayPlan, Layout, plan
-from bridge_gen.render import RenderedFile, render
+from bridge_gen.render import BUNDLE, RenderedFile, render
 from bridge_gen.yamlfile import Located, load_file
 
 
@@ -191,6 +191,10 @@ def _loopback_remotes(
     return found
 
 
+# Every file a bundle may hold, so that one a spec no longer needs is removed.
+FILES = (*(name for name, _, _ in BUNDLE), "passwd")
+
+
 def bundle(
     prepared: Prepared, out_dir: Path
 ) -> tuple[GatewayPlan, tuple[RenderedFile, ...]]:
@@ -208,7 +212,9 @@ def bundle(
     files = render(placed, out_dir)
     if placed.passwd is not None:
         try:
-            text = credentials.password_file(prepared.spec, prepared.spec_dir)
+            text = credentials.password_file(
+                prepared.spec, prepared.spec_dir, placed.passwd.host_path
+            )
         except credentials.Unreadable as exc:
             # Read moments ago by lint; something changed it since.
             raise BridgeGenError(f"local users: {exc}") from None

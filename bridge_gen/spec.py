@@ -582,6 +582,16 @@ _MESSAGES = {
 
 
 def _message(located: Composed, loc: Path_, err: Any) -> str:
+    text = _said(located, loc, err)
+    given = err.get("input")
+    # Whatever is written near a password may be one, put there by
+    # mistake: messages about a user's fields never repeat what was written.
+    if tuple(loc[:2]) == ("local", "users") and isinstance(given, str) and given:
+        text = text.replace(shown(given), "a value not shown here")
+    return text
+
+
+def _said(located: Composed, loc: Path_, err: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx", {})
     given = err.get("input")

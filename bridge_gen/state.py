@@ -8,8 +8,10 @@ no other user can even list the gateways; `down` removes a gateway's.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from bridge_gen.errors import BridgeGenError
@@ -40,6 +42,13 @@ def private_folder(gateway: str) -> Path:
     folder.parent.parent.mkdir(parents=True, exist_ok=True)
     for private in (folder.parent, folder):
         private.mkdir(mode=0o700, exist_ok=True)
+        # A link, or a folder someone else made, would let them swap the
+        # password file the container mounts.
+        info = private.lstat()
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+            raise PermissionError(
+                errno.EPERM, "it is a link or belongs to another user", str(private)
+            )
         # mkdir's mode gives way to the umask and skips folders that exist.
         private.chmod(0o700)
     return folder
@@ -51,18 +60,22 @@ def gateway_dir(gateway: str) -> Path:
         return private_folder(gateway)
     except OSError as exc:
         raise BridgeGenError(
-            f"cannot make {folder_of(gateway)}: {exc.strerror}; set"
-            " BRIDGE_GEN_STATE_DIR to a folder you can write"
+            f"cannot use {exc.filename or folder_of(gateway)}: {exc.strerror};"
+            " set BRIDGE_GEN_STATE_DIR to a folder of your own"
         ) from None
 
 
 def forget(gateway: str) -> Path | None:
     """Remove the gateway's folder; the folder removed, if there was one."""
     folder = folder_of(gateway)
+    if folder.is_symlink():
+        folder.unlink()  # the link only, never what it points at
+        return folder
     if not folder.exists():
         return None
     try:
         shutil.rmtree(folder)
     except OSError as exc:
-        raise BridgeGenError(f"cannot remove {folder}: {exc.strerror}") from None
+        why = exc.strerror or str(exc)
+        raise BridgeGenError(f"cannot remove {folder}: {why}") from None
     return folder

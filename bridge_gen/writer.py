@@ -20,18 +20,27 @@ from bridge_gen.render import RenderedFile
 class Written:
     name: str
     path: Path
-    action: str  # created, updated or unchanged
+    action: str  # created, updated, unchanged or removed
 
 
-def write_bundle(files: tuple[RenderedFile, ...], out_dir: Path) -> list[Written]:
+def write_bundle(
+    files: tuple[RenderedFile, ...], out_dir: Path, owned: tuple[str, ...] = ()
+) -> list[Written]:
+    """Write `files`; those of `owned` the bundle no longer has are removed.
+
+    A password file or access list left behind after the users went from
+    the spec would still be mounted by the compose file.
+    """
     try:
-        return _write(files, out_dir)
+        return _write(files, out_dir, owned)
     except OSError as exc:
         where = exc.filename or out_dir
         raise BridgeGenError(f"cannot write {where}: {exc.strerror}") from None
 
 
-def _write(files: tuple[RenderedFile, ...], out_dir: Path) -> list[Written]:
+def _write(
+    files: tuple[RenderedFile, ...], out_dir: Path, owned: tuple[str, ...]
+) -> list[Written]:
     out_dir.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[str, Path]] = []
     report: list[Written] = []
@@ -50,6 +59,12 @@ def _write(files: tuple[RenderedFile, ...], out_dir: Path) -> list[Written]:
 
     for temp, target in staged:
         os.replace(temp, target)
+    kept = {item.name for item in files}
+    for name in owned:
+        target = out_dir / name
+        if name not in kept and target.is_file():
+            target.unlink()
+            report.append(Written(name, target, "removed"))
     return report
 
 

@@ -227,6 +227,31 @@ def test_a_device_may_use_its_own_topics_only(
             client.close()
 
 
+def test_a_device_cannot_take_the_bridges_client_id(
+    gateway_up: Gateway, cloud_inbox: Listener
+) -> None:
+    # The bridge's own client on the local broker has a predictable id; a
+    # device that claims it is known by its user name instead.
+    port, secrets = gateway_up.port, gateway_up.passwords
+    thief = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"local.{gateway_up.name}-kaa"
+    )
+    thief.username_pw_set("sensor-1", secrets["sensor-1"])
+    thief.connect("127.0.0.1", port)
+    thief.loop_start()
+    two = user_client(port, "sensor-2", secrets["sensor-2"])
+    try:
+        time.sleep(1)
+        two.client.publish("plant/sensor-2", b"still carried", qos=1)
+        assert cloud_inbox.next(10).payload == b"still carried"
+        status = CliRunner().invoke(app, ["status", str(gateway_up.spec), "--json"])
+        assert json.loads(status.stdout)["bridges"][0]["connected"] is True
+    finally:
+        two.close()
+        thief.disconnect()
+        thief.loop_stop()
+
+
 def test_the_tls_listener_takes_only_devices_its_ca_signed(
     gateway_up: Gateway, tmp_path: Path, cloud_inbox: Listener
 ) -> None:

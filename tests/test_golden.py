@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge_gen import pipeline
+from bridge_gen import passwords, pipeline
+from tests.conftest import SAMPLE_PASSWORDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "sample-configs").glob("*.yaml"))
@@ -35,7 +36,9 @@ def bundles(sample: Path, network: str | None = None) -> dict[str, dict[str, str
         # where the repository is checked out.
         out_dir = sample.parent / "out" / name
         folder = sample.stem if found.fleet is None else f"{sample.stem}/{name}"
-        out[folder] = {f.name: f.text for f in pipeline.bundle(prepared, out_dir)[1]}
+        files = pipeline.bundle(prepared, out_dir)[1]
+        # Salts are random: the password file is checked by what it accepts.
+        out[folder] = {f.name: f.text for f in files if f.name != "passwd"}
     return out
 
 
@@ -118,3 +121,19 @@ def test_no_key_material_in_the_image_or_its_context() -> None:
         "!acl",
         "!bridge-entrypoint.sh",
     ]
+
+
+def test_the_password_file_accepts_each_users_password_only() -> None:
+    sample = ROOT / "sample-configs" / "kaa-secure.yaml"
+    prepared = pipeline.prepare(sample, files_required=False)
+    _, files = pipeline.bundle(prepared, sample.parent / "out" / "plant-secure")
+    (passwd,) = [f for f in files if f.name == "passwd"]
+
+    assert passwd.mode == 0o600
+    lines = passwd.text.splitlines()
+    users = {"admin": "PLANT_ADMIN_PASSWORD", "press-1": "PRESS_1_PASSWORD"}
+    users["press-2"] = "PRESS_2_PASSWORD"
+    assert [line.split(":")[0] for line in lines] == list(users)
+    for line, (user, variable) in zip(lines, users.items(), strict=True):
+        assert passwords.verify(line, user, SAMPLE_PASSWORDS[variable])
+        assert not passwords.verify(line, user, "wrong")

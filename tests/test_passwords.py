@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
+from bridge_gen import credentials, pipeline
 from bridge_gen.passwords import hash_line, verify
 from bridge_gen.standin import free_port
 
@@ -14,7 +16,7 @@ from bridge_gen.standin import free_port
 def test_hash_line_verifies_only_its_own_password() -> None:
     line = hash_line("dev1", "s3cr et#x")
 
-    assert line.startswith("dev1:$7$101$")
+    assert line.startswith("dev1:$7$1000$")
     assert verify(line, "dev1", "s3cr et#x")
     assert not verify(line, "dev1", "s3cr et#y")
     assert not verify(line, "dev2", "s3cr et#x")
@@ -65,3 +67,41 @@ def test_the_real_broker_accepts_and_refuses(
     finally:
         broker.terminate()
         broker.wait(5)
+
+
+def test_lines_mosquitto_passwd_writes_verify(tmp_path: Path, mosquitto_bin) -> None:
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    passwd = tmp_path / "passwd"
+    subprocess.run([tool, "-c", "-b", str(passwd), "dev1", "pw 1"], check=True)
+    line = passwd.read_text().strip()
+    assert verify(line, "dev1", "pw 1")
+    assert not verify(line, "dev1", "pw 2")
+
+
+def test_a_line_is_kept_while_it_accepts_the_password(tmp_path: Path) -> None:
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        "version: 1\ngateway: gw\nlocal:\n  users:\n"
+        "    - {name: a, password_env: PW_A, admin: true}\n"
+        "    - {name: b, password_env: PW_B, admin: true}\n"
+        "bridges: [{name: k, address: 'h:1'}]\n"
+    )
+    prepared = pipeline.prepare(spec_file, files_required=False)
+    previous = tmp_path / "passwd"
+    env = {"PW_A": "alpha", "PW_B": "beta"}
+
+    first = credentials.password_file(prepared.spec, tmp_path, previous, env)
+    previous.write_text(first)
+    assert credentials.password_file(prepared.spec, tmp_path, previous, env) == first
+
+    # A new password for b: a's line stays, b's is new and takes only it.
+    env["PW_B"] = "gamma"
+    second = credentials.password_file(prepared.spec, tmp_path, previous, env)
+    a1, b1 = first.splitlines()
+    a2, b2 = second.splitlines()
+    assert a2 == a1
+    assert b2 != b1
+    assert verify(b2, "b", "gamma") and not verify(b2, "b", "beta")
+
+    # Salts are random: without the old file, new lines.
+    assert credentials.password_file(prepared.spec, tmp_path, None, env) != second
