@@ -585,8 +585,13 @@ def _message(located: Composed, loc: Path_, err: Any) -> str:
     text = _said(located, loc, err)
     given = err.get("input")
     # Whatever is written near a password may be one, put there by
-    # mistake: messages about a user's fields never repeat what was written.
-    if tuple(loc[:2]) == ("local", "users") and isinstance(given, str) and given:
+    # mistake: messages about a user's fields (but its name and topics)
+    # never repeat what was written.
+    near = tuple(loc[:2]) == ("local", "users") and loc[3:4] not in (
+        ("name",),
+        ("topics",),
+    )
+    if near and isinstance(given, str) and given:
         text = text.replace(shown(given), "a value not shown here")
     return text
 
