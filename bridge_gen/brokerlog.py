@@ -112,6 +112,23 @@ _FIRST_VAGUE = next(
 _ATTEMPT = re.compile(r"Connecting bridge \(step \d\) (\S+) \(")
 
 
+_FIRST_STEP = re.compile(r"^(\S+): Connecting bridge \(step 1\) (\S+) \(")
+
+
+def attempts(lines: list[str], bridge: str, since: str = "") -> list[str]:
+    """When the bridge tried to connect, oldest first, from `since` on.
+
+    Times are the log's own (YYYY-MM-DDTHH:MM:SS, the container's clock, in
+    UTC), so they compare as text with Docker's start time.
+    """
+    found = []
+    for line in lines:
+        match = _FIRST_STEP.match(line)
+        if match and match.group(2) == bridge and match.group(1) >= since:
+            found.append(match.group(1))
+    return found
+
+
 def lines_of(lines: list[str], bridge: str) -> list[str]:
     """The lines about one bridge, and those about the broker as a whole.
 

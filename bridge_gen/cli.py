@@ -669,10 +669,11 @@ def _bridge_rows(
     """The bridge table; heartbeat columns only when a bridge has one."""
     from bridge_gen import heartbeat as heartbeats
 
+    first = ("bridge", "state", "since", "reconnects")
     if not any(b.heartbeat for b in bridges):
-        rows = [(b.name, _STATES[b.connected], b.reason or "") for b in bridges]
-        return ("bridge", "state", "reason"), rows
-    headers = ("bridge", "state", "delivered", "round trip", "heartbeat", "reason")
+        rows = [(*_connection(b), b.reason or "") for b in bridges]
+        return (*first, "reason"), rows
+    headers = (*first, "delivered", "round trip", "heartbeat", "reason")
     rows = []
     for b in bridges:
         beat = b.heartbeat
@@ -683,10 +684,13 @@ def _bridge_rows(
             else ""
         )
         result = heartbeats.describe(beat, heartbeat_timeout) if beat else ""
-        rows.append(
-            (b.name, _STATES[b.connected], delivered, trip, result, b.reason or "")
-        )
+        rows.append((*_connection(b), delivered, trip, result, b.reason or ""))
     return headers, rows
+
+
+def _connection(bridge: Any) -> tuple[str, str, str, str]:
+    since = bridge.since.replace("T", " ") if bridge.since else ""
+    return bridge.name, _STATES[bridge.connected], since, str(bridge.reconnects)
 
 
 @app.command()

@@ -47,6 +47,8 @@ class BridgeState:
     connected: bool | None  # None: the broker is not running to ask
     reason: str | None = None
     heartbeat: heartbeats.Heartbeat | None = None  # None: the spec sets none
+    since: str | None = None  # connected since (the log's UTC time)
+    reconnects: int = 0  # attempts after the first since the container started
 
 
 @dataclass(frozen=True)
@@ -403,6 +405,7 @@ def status(
     if container is None:
         return Status(plan.gateway, plan.container_name, "absent", None, None, None)
     attrs = container.attrs.get("State", {})
+    started = attrs.get("StartedAt") or ""
     running = container.status == "running"
     numbers = broker_sys(container, plan) if running else None
     states = brokerlog.bridge_states(numbers)
@@ -429,13 +432,23 @@ def status(
                 if connected
                 else heartbeats.Heartbeat(heartbeats.NOT_SENT)
             )
-        bridges.append(BridgeState(bridge.name, connected, reason, beat))
+        tried = brokerlog.attempts(lines, bridge.name, since=started[:19])
+        bridges.append(
+            BridgeState(
+                bridge.name,
+                connected,
+                reason,
+                beat,
+                since=tried[-1] if connected and tried else None,
+                reconnects=max(len(tried) - 1, 0),
+            )
+        )
     return Status(
         gateway=plan.gateway,
         container=container.name,
         state=container.status,
         health=(attrs.get("Health") or {}).get("Status"),
-        started_at=attrs.get("StartedAt"),
+        started_at=started or None,
         image=(container.image.tags or [container.image.short_id])[0],
         bridges=tuple(bridges),
         stored_messages=_int((numbers or {}).get("$SYS/broker/store/messages/count")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bridge_gen import brokerlog
 from bridge_gen.brokerlog import diagnose, lines_of
 
 ATTEMPT = [
@@ -78,3 +79,19 @@ def test_errors_are_told_apart_per_bridge() -> None:
 
 def test_nothing_to_say() -> None:
     assert diagnose([*ATTEMPT, "t: mosquitto version 2.0.11 running"]) is None
+
+
+def test_attempts_are_the_first_steps_of_one_bridge_since_a_time() -> None:
+    lines = [
+        "2026-12-04T10:00:00: Connecting bridge (step 1) kaa (h:1)",
+        "2026-12-04T10:00:01: Connecting bridge (step 1) other (h:2)",
+        "2026-12-04T11:00:00: mosquitto version 2.0.11 starting",
+        "2026-12-04T11:00:00: Connecting bridge (step 1) kaa (h:1)",
+        "2026-12-04T11:00:05: Connecting bridge (step 2) kaa (h:1)",
+        "2026-12-04T11:00:09: Connecting bridge (step 1) kaa (h:1)",
+    ]
+    assert brokerlog.attempts(lines, "kaa", since="2026-12-04T11:00:00") == [
+        "2026-12-04T11:00:00",
+        "2026-12-04T11:00:09",
+    ]
+    assert brokerlog.attempts(lines, "other") == ["2026-12-04T10:00:01"]

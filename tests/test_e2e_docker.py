@@ -7,6 +7,7 @@ mosquitto that demands client certificates (bridge_gen.standin).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -118,9 +119,18 @@ def test_up_carries_telemetry_and_replies_then_down(
     report = json.loads(status.stdout)
     assert status.exit_code == 0
     assert report["ok"] is True
-    assert report["bridges"] == [
-        {"name": "kaa", "connected": True, "reason": None, "heartbeat": None}
-    ]
+    (bridge,) = report["bridges"]
+    since = bridge.pop("since")
+    assert bridge == {
+        "name": "kaa",
+        "connected": True,
+        "reason": None,
+        "heartbeat": None,
+        "reconnects": 0,
+    }
+    # Connected since the broker's attempt, after the container started.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", since)
+    assert since >= report["started_at"][:19]
 
     watched = runner.invoke(
         app, ["status", str(spec), "--json", "--watch", "0.2", "--times", "2"]
@@ -203,6 +213,17 @@ def test_status_sees_the_remote_start_refusing_the_certificate(
     bridge = report["bridges"][0]
     assert bridge["connected"] is False
     assert "rejected the client certificate" in bridge["reason"]
+    assert bridge["since"] is None
+
+    # mosquitto waits a few seconds before it tries again; each new attempt
+    # is counted.
+    deadline = time.monotonic() + 30
+    while bridge["reconnects"] == 0 and time.monotonic() < deadline:
+        time.sleep(1)
+        result = runner.invoke(app, ["status", str(spec), "--json"])
+        bridge = json.loads(result.stdout)["bridges"][0]
+    assert bridge["reconnects"] >= 1
+    assert bridge["connected"] is False
 
 
 def test_up_with_a_changed_spec_replaces_the_container(
