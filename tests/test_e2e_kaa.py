@@ -104,9 +104,15 @@ def test_every_mapping_kind_round_trips(
         send(f"{base}/config/get", {})
         send(f"{base}/ota/get", {})
         kaa.push_command(APP, TOKEN, "stop", {"now": True}, command_id=9)
+        # Pushed only once the device has Kaa's answer (c1) to its request:
+        # else the push may reach Kaa before the request does.
+        got: dict[str, bytes] = {}
+        while f"{base}/config/get/status" not in got:
+            message = device.next(10)
+            got[message.topic] = message.payload
         kaa.push_config(APP, TOKEN, {"speed": 4}, "c2")
 
-        got = {m.topic: m.payload for m in device.drain(6)}
+        got |= {m.topic: m.payload for m in device.drain(6)}
         assert kaa.wait_for(f"{remote}/dcx/{TOKEN}/json/5").json() == [{"t": 1}]
         assert kaa.plain_values(APP, TOKEN, "pressure") == [4.5]
         assert got[f"{base}/status"] == b""
