@@ -168,7 +168,23 @@ def diagnose(lines: list[str], window: int = 60) -> Diagnosis | None:
     return best[1] if best else None
 
 
-SYS_TOPICS = ("$SYS/broker/connection/+/state", "$SYS/broker/store/messages/count")
+STORED = "$SYS/broker/store/messages/count"  # queued and retained alike
+RETAINED = "$SYS/broker/retained messages/count"
+SYS_TOPICS = ("$SYS/broker/connection/+/state", STORED, RETAINED)
+
+
+# bridge-gen's own clients on the local socket: status, the health check
+# and heartbeats. Devices may not use these ids (see access.py).
+_OWN_CLIENT = re.compile(r"Client (bridge-gen-\S+|bg-\S+) (disconnected|closed)")
+
+
+def own_line(line: str, socket: str) -> bool:
+    """Whether a log line is about bridge-gen's own visits to the broker.
+
+    Each status call, health check and heartbeat logs a connection and a
+    disconnection; `logs` leaves them out so the bridge's lines stand out.
+    """
+    return f"{socket}:" in line or _OWN_CLIENT.search(line) is not None
 
 
 def sys_command(socket: str) -> list[str]:
@@ -185,8 +201,21 @@ def read_sys(code: int, text: str) -> dict[str, str] | None:
     # 27 is mosquitto_sub's "timed out": an answer with nothing retained.
     if code not in (0, 27) or text.startswith("Error"):
         return None
-    pairs = (line.split(" ", 1) for line in text.splitlines() if " " in line)
+    # From the right: a topic may hold a space ("retained messages").
+    pairs = (line.rsplit(" ", 1) for line in text.splitlines() if " " in line)
     return {topic: value.strip() for topic, value in pairs}
+
+
+def queued(numbers: dict[str, str] | None) -> int | None:
+    """Messages the broker holds but its retained ones: what waits to go."""
+    stored = _count((numbers or {}).get(STORED))
+    if stored is None:
+        return None
+    return max(stored - (_count((numbers or {}).get(RETAINED)) or 0), 0)
+
+
+def _count(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
 
 
 def bridge_states(found: dict[str, str] | None) -> dict[str, bool] | None:

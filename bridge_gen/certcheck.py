@@ -158,4 +158,4 @@ def _validity(
         return [
             Finding("warning", role, f"expires in {left} day(s), on {end:%Y-%m-%d}")
         ]
-    return []
+    return [Finding("ok", role, f"valid until {end:%Y-%m-%d} ({left} days)")]

@@ -27,7 +27,8 @@ app = typer.Typer(
         " traffic to Kaa or any MQTT broker.\n\n"
         "Write a spec (see sample-configs/), check it with `validate`, write"
         " the files with `render`, or build and start the bridge in Docker"
-        " with `up`. Exit codes: 0 done, 1 the work failed, 2 bad input."
+        " with `up`. Exit codes: 0 done, 1 the work failed, 2 bad input,"
+        " 3 a bug in bridge-gen, 130 interrupted."
     ),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -192,7 +193,10 @@ def _summary(prepared: pipeline.Prepared) -> str:
 def _capacity(prepared: pipeline.Prepared) -> str:
     plan = prepared.plan
     qos0 = "QoS 0 too" if plan.queue_qos0 else "QoS 0 dropped"
-    return f"offline, each bridge holds up to {plan.buffer_messages} messages ({qos0})"
+    return (
+        f"while its remote is down, each bridge holds up to {plan.buffer_messages}"
+        f" messages ({qos0})"
+    )
 
 
 @app.command()
@@ -262,7 +266,10 @@ def render(
     network: NetworkOpt = None,
     gateway: AllOpt = None,
 ) -> None:
-    """Write mosquitto.conf, Dockerfile and docker-compose.yml for a spec.
+    """Write mosquitto.conf, Dockerfile, docker-compose.yml and the rest.
+
+    The rest: the entrypoint script and .dockerignore, and with local
+    users the access list (acl) and the hashed password file (passwd, 0600).
 
     The files are written all together or not at all, and the same spec
     always gives the same bytes. Certificates and keys are not copied: the
@@ -649,8 +656,9 @@ def _print_status(report: Any, heartbeat_timeout: float) -> None:
         output.table(*_bridge_rows(report.bridges, heartbeat_timeout))
     if report.stored_messages is not None:
         output.say(
-            f"buffer: {report.stored_messages} message(s) held; up to"
-            f" {report.buffer_limit} per bridge while its remote is down"
+            f"buffer: {report.stored_messages} message(s) queued (as of the"
+            f" broker's last count, every 10 s); up to {report.buffer_limit}"
+            " per bridge while its remote is down"
         )
     if report.dropped_warnings:
         output.warn(
@@ -669,7 +677,7 @@ def _bridge_rows(
     """The bridge table; heartbeat columns only when a bridge has one."""
     from bridge_gen import heartbeat as heartbeats
 
-    first = ("bridge", "state", "since", "reconnects")
+    first = ("bridge", "state", "since", "attempts")
     if not any(b.heartbeat for b in bridges):
         rows = [(*_connection(b), b.reason or "") for b in bridges]
         return (*first, "reason"), rows
@@ -690,7 +698,7 @@ def _bridge_rows(
 
 def _connection(bridge: Any) -> tuple[str, str, str, str]:
     since = bridge.since.replace("T", " ") if bridge.since else ""
-    return bridge.name, _STATES[bridge.connected], since, str(bridge.reconnects)
+    return bridge.name, _STATES[bridge.connected], since, str(bridge.attempts)
 
 
 @app.command()
@@ -701,17 +709,32 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
     tail: Annotated[int, typer.Option(help="Lines from the end; 0 for all.")] = 100,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Also the lines of bridge-gen's own visits (status, health"
+            " checks, heartbeats).",
+        ),
+    ] = False,
     gateway: GatewayOpt = None,
 ) -> None:
-    """Print the bridge container's log (the broker's, with timestamps)."""
-    from bridge_gen import engine
+    """Print the bridge container's log (the broker's, with timestamps).
+
+    Each `status` call, health check and heartbeat connects to the broker
+    over its local socket and logs it; those lines are left out unless
+    --all is given. --tail counts lines before they are left out.
+    """
+    from bridge_gen import brokerlog, engine
 
     prepared = _quiet(spec_file, gateway)
     client = engine.engine()
+    socket = prepared.plan.layout.socket
     for line in engine.follow_logs(
         client, prepared.plan, tail=tail or "all", follow=follow
     ):
-        output.say(line)
+        if every or not brokerlog.own_line(line, socket):
+            output.say(line)
 
 
 @app.command()

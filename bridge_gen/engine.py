@@ -48,7 +48,7 @@ class BridgeState:
     reason: str | None = None
     heartbeat: heartbeats.Heartbeat | None = None  # None: the spec sets none
     since: str | None = None  # connected since (the log's UTC time)
-    reconnects: int = 0  # attempts after the first since the container started
+    attempts: int = 0  # to connect, since the container started; 1 if steady
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ class Status:
     started_at: str | None
     image: str | None
     bridges: tuple[BridgeState, ...] = field(default_factory=tuple)
-    stored_messages: int | None = None  # held by the broker now, all clients
+    # Queued by the broker for any client, its retained messages left out;
+    # as of its last $SYS update (every 10 s).
+    stored_messages: int | None = None
     buffer_limit: int | None = None  # per bridge, from the spec
     dropped_warnings: int = 0  # "messages are being dropped" in the log
     last_drop: str | None = None
@@ -440,7 +442,7 @@ def status(
                 reason,
                 beat,
                 since=tried[-1] if connected and tried else None,
-                reconnects=max(len(tried) - 1, 0),
+                attempts=len(tried),
             )
         )
     return Status(
@@ -451,15 +453,11 @@ def status(
         started_at=started or None,
         image=(container.image.tags or [container.image.short_id])[0],
         bridges=tuple(bridges),
-        stored_messages=_int((numbers or {}).get("$SYS/broker/store/messages/count")),
+        stored_messages=brokerlog.queued(numbers),
         buffer_limit=plan.buffer_messages,
         dropped_warnings=len(drops),
         last_drop=drops[-1].split(": ", 1)[0] if drops else None,
     )
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() else None
 
 
 def follow_logs(

@@ -95,3 +95,23 @@ def test_attempts_are_the_first_steps_of_one_bridge_since_a_time() -> None:
         "2026-12-04T11:00:09",
     ]
     assert brokerlog.attempts(lines, "other") == ["2026-12-04T10:00:01"]
+
+
+def test_bridge_gens_own_visits_are_told_apart() -> None:
+    socket = "/mosquitto/run/local.sock"
+    own = [
+        f"2026-12-04T10:00:00: New connection from {socket}:0 on port 0.",
+        f"2026-12-04T10:00:00: New client connected from {socket}:0 as"
+        " bridge-gen-status (p2, c1, k60).",
+        "2026-12-04T10:00:02: Client bridge-gen-status disconnected.",
+        "2026-12-04T10:00:02: Client bg-hb-1a2b3c4d-p disconnected.",
+        "2026-12-04T10:00:02: Client bridge-gen-health closed its connection.",
+    ]
+    theirs = [
+        "2026-12-04T10:00:03: Connecting bridge (step 1) kaa (h:1)",
+        "2026-12-04T10:00:04: Client press-1 disconnected.",
+        "2026-12-04T10:00:04: New client connected from 10.0.0.7:5123 as"
+        " press-2 (p2, c1, k60, u'press-2').",
+    ]
+    assert [brokerlog.own_line(line, socket) for line in own] == [True] * 5
+    assert [brokerlog.own_line(line, socket) for line in theirs] == [False] * 3

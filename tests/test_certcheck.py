@@ -30,7 +30,10 @@ def test_a_good_set_has_no_problem(tmp_path: Path, throwaway_pki) -> None:
         throwaway_pki.ca_cert, throwaway_pki.client_cert, throwaway_pki.client_key
     )
     assert problems(found) == []
-    assert [f.role for f in found] == ["ca", "cert", "key"]
+    # Each file readable, and how long each certificate is valid.
+    assert [f.role for f in found] == ["ca", "cert", "key", "ca", "cert"]
+    valid = [f.message for f in found if f.message.startswith("valid until ")]
+    assert len(valid) == 2 and all(m.endswith(" days)") for m in valid)
 
 
 def test_expired_and_not_yet_valid(tmp_path: Path) -> None:

@@ -103,8 +103,8 @@ def test_validate_prints_one_summary_line(runner: CliRunner, spec_dir: Path) -> 
     assert result.exit_code == 0
     assert result.stdout == (
         f"{spec}: valid; gateway kaa-tutorial: 1 bridge(s), 1 endpoint(s),"
-        " 3 topic line(s); offline, each bridge holds up to 100000 messages"
-        " (QoS 0 too)\n"
+        " 3 topic line(s); while its remote is down, each bridge holds up to"
+        " 100000 messages (QoS 0 too)\n"
     )
 
 
@@ -198,7 +198,10 @@ def test_help_teaches_the_commands(runner: CliRunner) -> None:
     for command in ("validate", "render", "schema", "up", "status", "logs", "down"):
         assert command in result.stdout
     text = " ".join(result.stdout.split())
-    assert "Exit codes: 0 done, 1 the work failed, 2 bad input." in text
+    assert (
+        "Exit codes: 0 done, 1 the work failed, 2 bad input, 3 a bug in"
+        " bridge-gen, 130 interrupted."
+    ) in text
 
 
 def test_unknown_option_is_usage_error(runner: CliRunner) -> None:

@@ -80,9 +80,9 @@ def test_status_confirms_delivery_then_sees_refusal_and_silence(
     # Accepted: Kaa took the probe as telemetry of the heartbeat endpoint.
     text = CliRunner().invoke(app, ["status", str(spec)])
     row = next(line for line in text.stdout.splitlines() if line.startswith("kaa"))
-    # bridge, state, since (date and time), reconnects, delivered.
+    # bridge, state, since (date and time), attempts, delivered.
     assert row.split()[:2] == ["kaa", "connected"]
-    assert row.split()[4:6] == ["0", "now"]
+    assert row.split()[4:6] == ["1", "now"]
     assert "accepted" in row and " ms" in row
     code, report, _ = status(spec)
     beat = report["bridges"][0]["heartbeat"]

@@ -224,11 +224,11 @@ def test_plan_names_the_gateway_of_each_row(sample: Path) -> None:
     ]
     assert lines[-6:] == [
         "gateway plant-a: 1 bridge(s), 2 endpoint(s), 18 topic line(s)",
-        "offline, each bridge holds up to 100000 messages (QoS 0 too)",
+        "while its remote is down, each bridge holds up to 100000 messages (QoS 0 too)",
         "gateway plant-b: 1 bridge(s), 3 endpoint(s), 9 topic line(s)",
-        "offline, each bridge holds up to 100000 messages (QoS 0 too)",
+        "while its remote is down, each bridge holds up to 100000 messages (QoS 0 too)",
         "gateway plant-c: 2 bridge(s), 1 endpoint(s), 4 topic line(s)",
-        "offline, each bridge holds up to 500000 messages (QoS 0 too)",
+        "while its remote is down, each bridge holds up to 500000 messages (QoS 0 too)",
     ]
 
 
