@@ -115,3 +115,16 @@ def test_bridge_gens_own_visits_are_told_apart() -> None:
     ]
     assert [brokerlog.own_line(line, socket) for line in own] == [True] * 5
     assert [brokerlog.own_line(line, socket) for line in theirs] == [False] * 3
+
+
+def test_queued_messages_leave_the_retained_ones_out() -> None:
+    answer = (
+        "$SYS/broker/connection/gw-kaa/state 1\n"
+        "$SYS/broker/store/messages/count 140\n"
+        "$SYS/broker/retained messages/count 37\n"
+    )
+    numbers = brokerlog.read_sys(0, answer)
+    assert numbers is not None
+    assert numbers["$SYS/broker/connection/gw-kaa/state"] == "1"
+    assert brokerlog.queued(numbers) == 103
+    assert brokerlog.queued({}) is None
