@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import docker
 import docker.errors
-from docker.types import Mount
+from docker.types import LogConfig, Mount
 
 from bridge_gen import brokerlog, probe
 from bridge_gen import heartbeat as heartbeats
@@ -276,6 +277,13 @@ def _start(client, plan: GatewayPlan, image: str, wanted: str):
         "cap_add": list(plans.CAPABILITIES),
         "security_opt": ["no-new-privileges"],
         "pids_limit": plan.limits.pids,
+        "log_config": LogConfig(
+            type="json-file",
+            config={
+                "max-size": plans.LOG_MAX_SIZE,
+                "max-file": str(plans.LOG_MAX_FILES),
+            },
+        ),
     }
     if plan.limits.memory:
         options["mem_limit"] = plan.limits.memory
@@ -314,6 +322,16 @@ def broker_sys(container, plan: GatewayPlan) -> dict[str, str] | None:
     except docker.errors.APIError:
         return None
     return brokerlog.read_sys(code, output.decode("utf-8", "replace"))
+
+
+def _lines_since(container, started: str) -> list[str]:
+    try:
+        moment = datetime.fromisoformat(started[:19] + "+00:00")
+    except ValueError:
+        return log_lines(container, tail=2000)
+    with _engine_errors("read the container log"):
+        raw = container.logs(since=int(moment.timestamp()))
+    return raw.decode("utf-8", "replace").splitlines()
 
 
 def log_lines(container, *, tail: int | str = 200) -> list[str]:
@@ -411,7 +429,9 @@ def status(
     running = container.status == "running"
     numbers = broker_sys(container, plan) if running else None
     states = brokerlog.bridge_states(numbers)
-    lines = log_lines(container, tail=2000)
+    # Since this start: the attempts and drops of this run, however long
+    # ago it began (the log is rotated, so this stays bounded).
+    lines = _lines_since(container, started)
     drops = [line for line in lines if "messages are being dropped" in line]
     bridges = []
     for bridge in plan.bridges:

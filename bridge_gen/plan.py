@@ -37,6 +37,11 @@ LOCAL_FILES = "_local"
 CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 TMPFS = (CERTS_DIR, RUN_DIR, "/tmp")
 
+# The container's log is rotated: mosquitto logs every connection, and a
+# gateway runs for months.
+LOG_MAX_SIZE = "10m"
+LOG_MAX_FILES = 3
+
 # A crash (not a stop) loses what arrived since the last save; a save writes
 # the whole queue, so this trades a few seconds of exposure against I/O.
 AUTOSAVE_SECONDS = 5

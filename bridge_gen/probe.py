@@ -121,6 +121,12 @@ def probe(host: str, port: int, tls: Tls | None, timeout: float = 5.0) -> str | 
 def inspect(host: str, port: int, tls: Tls | None, timeout: float = 5.0) -> Probed:
     """Connect as the bridge would and say how far it got, and what it saw."""
     where = f"{host}:{port}"
+    # The files first: a failure there is about them, not the remote.
+    try:
+        context = _context(tls, verify=True) if tls else None
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        return _failed(TLS_FILES, f"cannot use the TLS files: {why}")
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
@@ -128,7 +134,9 @@ def inspect(host: str, port: int, tls: Tls | None, timeout: float = 5.0) -> Prob
 
     with raw:
         try:
-            stream = _wrap(raw, host, tls) if tls else raw
+            stream = (
+                context.wrap_socket(raw, server_hostname=host) if context else raw
+            )
         except ssl.SSLCertVerificationError as exc:
             assert tls is not None
             return _unverified(exc, host, port, tls, timeout)
@@ -140,8 +148,12 @@ def inspect(host: str, port: int, tls: Tls | None, timeout: float = 5.0) -> Prob
                 f"{where} did not finish the TLS handshake within {timeout:g} s",
             )
         except OSError as exc:
+            # A plain MQTT broker drops a connection that opens with a TLS
+            # hello.
             return _failed(
-                TLS_FILES, f"cannot use the TLS files: {exc.strerror or exc}"
+                NOT_TLS,
+                f"{where} closed the connection during the TLS handshake"
+                f" ({exc.strerror or exc}); is it a TLS port?",
             )
         seen = _seen(stream) if tls else Probed()
         return replace(_mqtt_connect(stream, where, tls, timeout), **_fields(seen))
@@ -177,10 +189,6 @@ def _context(tls: Tls, *, verify: bool) -> ssl.SSLContext:
     if tls.cert and tls.key:
         context.load_cert_chain(str(tls.cert), str(tls.key))
     return context
-
-
-def _wrap(raw: socket.socket, host: str, tls: Tls) -> ssl.SSLSocket:
-    return _context(tls, verify=True).wrap_socket(raw, server_hostname=host)
 
 
 def _seen(stream: ssl.SSLSocket) -> Probed:

@@ -133,6 +133,8 @@ def render(
         "tmpfs": plans.TMPFS,
         "capabilities": plans.CAPABILITIES,
         "acl_path": plan.layout.acl_path,
+        "log_max_size": plans.LOG_MAX_SIZE,
+        "log_max_files": plans.LOG_MAX_FILES,
         "folders": tuple(
             dict.fromkeys(os.path.dirname(f.broker_path) for f in plan.files)
         ),

@@ -11,7 +11,9 @@ import datetime as dt
 import errno
 import socket
 import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -252,6 +254,34 @@ def test_not_a_tls_port(throwaway_pki: Pki) -> None:
     assert found.failure == (
         "not TLS: the handshake failed; is the remote port a TLS port?"
     )
+
+
+def test_a_plain_mqtt_broker_is_not_tls(
+    mosquitto_bin: str, tmp_path: Path, throwaway_pki: Pki
+) -> None:
+    port = free_port()
+    conf = tmp_path / "plain.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    broker = subprocess.Popen(
+        [mosquitto_bin, "-c", str(conf)], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_listening(port)
+        found = probe.inspect("127.0.0.1", port, files(throwaway_pki))
+    finally:
+        broker.terminate()
+        broker.wait(10)
+    assert found.category == probe.NOT_TLS, found.failure
+    assert found.failure.endswith("is it a TLS port?")
+
+
+def wait_listening(port: int, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
 
 
 def test_handshake_refused_for_another_reason(throwaway_pki: Pki) -> None:
