@@ -134,9 +134,7 @@ def inspect(host: str, port: int, tls: Tls | None, timeout: float = 5.0) -> Prob
 
     with raw:
         try:
-            stream = (
-                context.wrap_socket(raw, server_hostname=host) if context else raw
-            )
+            stream = context.wrap_socket(raw, server_hostname=host) if context else raw
         except ssl.SSLCertVerificationError as exc:
             assert tls is not None
             return _unverified(exc, host, port, tls, timeout)
