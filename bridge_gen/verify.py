@@ -392,7 +392,16 @@ def _exchange(
     timeout: float,
 ) -> list[Outcome]:
     inbox = _Inbox()
-    with _clients(port, remotes, pki, run_id, inbox, timeout) as clients:
+    # `#` matches no topic that starts with `$`: those levels are asked for
+    # by name, on every side, so a probe there is seen wherever it lands.
+    dollars = {
+        topic.split("/", 1)[0] + "/#"
+        for probe in probes
+        for topic in (probe.source, probe.expected)
+        if topic.startswith("$")
+    }
+    filters = ["#", *sorted(dollars)]
+    with _clients(port, remotes, pki, run_id, inbox, timeout, filters) as clients:
         sent: dict[str, float] = {}
         for probe in probes:
             sent[probe.tag] = time.monotonic()
@@ -413,8 +422,9 @@ def _clients(
     run_id: str,
     inbox: _Inbox,
     timeout: float,
+    filters: list[str],
 ) -> Iterator[dict[str, mqtt.Client]]:
-    """One client per side, each subscribed to everything on its side."""
+    """One client per side, each subscribed to `filters` on its side."""
     clients: dict[str, mqtt.Client] = {}
     try:
         clients[LOCAL] = _plain_client(port, f"bridge-gen-verify-{run_id}", timeout)
@@ -424,7 +434,8 @@ def _clients(
             )
         for side, client in clients.items():
             client.on_message = inbox.listen(side)
-            _subscribe(client, "#", timeout)
+            for topic in filters:
+                _subscribe(client, topic, timeout)
         yield clients
     finally:
         for client in clients.values():

@@ -31,6 +31,7 @@ CASES = [
     ("kaa-inventory.yaml", None),
     ("kaa-multi.yaml", None),
     ("kaa-single.yaml", None),
+    ("kaa-secure.yaml", None),
     ("fleet.yaml", "plant-a"),
     ("fleet.yaml", "plant-b"),
     ("fleet.yaml", "plant-c"),
@@ -333,3 +334,20 @@ def rows_of(stdout: str, header: str) -> list[list[str]]:
         for line in lines[start + 1 :]
         if not line.startswith("gateway ")
     ]
+
+
+def test_topics_that_start_with_a_dollar_are_seen_too(tmp_path: Path) -> None:
+    # `#` matches none of them: verify must ask for them by name.
+    spec = tmp_path / "dollar.yaml"
+    spec.write_text(
+        "version: 1\ngateway: dollar\nlocal: {bind: 127.0.0.1}\n"
+        "bridges:\n  - name: gen\n    address: 127.0.0.1:1\n    topics:\n"
+        '      - {pattern: "#", direction: in, local_prefix: "$cmd/",'
+        ' remote_prefix: "plant/commands/"}\n'
+        '      - {pattern: "#", direction: out, local_prefix: "site/",'
+        ' remote_prefix: "$plant/"}\n'
+        '      - {pattern: "$foo/#", direction: out}\n'
+    )
+    result = invoke(str(spec), "--local")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout).group(2, 3) == ("3", "3")
