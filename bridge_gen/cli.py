@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import signal
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -74,6 +76,13 @@ AllOpt = Annotated[
 ]
 
 _state = {"debug": False}
+
+
+def _seconds(value: float | None) -> float | None:
+    """A time option: more than zero and finite (never NaN)."""
+    if value is not None and not (0 < value < math.inf):
+        raise typer.BadParameter(f"must be a number of seconds above 0, got {value}")
+    return value
 
 
 def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -438,7 +447,10 @@ def verify(
     ] = False,
     timeout: Annotated[
         float,
-        typer.Option(help="Seconds to wait for the bridges, and for the messages."),
+        typer.Option(
+            help="Seconds to wait for the bridges, and for the messages.",
+            callback=_seconds,
+        ),
     ] = 20.0,
 ) -> None:
     """Prove every mapping end to end here, before the gateway is deployed.
@@ -539,7 +551,10 @@ def up(
     network: NetworkOpt = None,
     gateway: GatewayOpt = None,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for every bridge to connect.")
+        float,
+        typer.Option(
+            help="Seconds to wait for every bridge to connect.", callback=_seconds
+        ),
     ] = 30.0,
 ) -> None:
     """Build the image, start the container, wait until the bridges connect.
@@ -582,11 +597,12 @@ def status(
         typer.Option(
             help="Refresh every this many seconds until interrupted (Ctrl-C).",
             show_default=False,
+            callback=_seconds,
         ),
     ] = None,
     times: Annotated[
         int | None,
-        typer.Option(help="With --watch, stop after this many reports."),
+        typer.Option(min=1, help="With --watch, stop after this many reports."),
     ] = None,
     heartbeat_timeout: Annotated[
         int,
@@ -612,6 +628,10 @@ def status(
 
     from bridge_gen import engine
     from bridge_gen import heartbeat as heartbeats
+    from bridge_gen.errors import UsageError
+
+    if times is not None and watch is None:
+        raise UsageError("--times counts the reports of --watch; give --watch too")
 
     prepared = _quiet(spec_file, gateway)
     client = engine.engine()
@@ -802,8 +822,15 @@ def demo(
     demos.run(output.say, use_docker=docker, keep=keep)
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the `bridge-gen` command."""
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so what verify,
+    # demo and up started is stopped and removed on the way out.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         app()
     except SystemExit as exc:

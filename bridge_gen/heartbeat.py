@@ -45,14 +45,17 @@ NOT_SENT = "not sent"  # the bridge is down or the broker does not answer
 CONFIRMED = (ACCEPTED, ECHOED)
 
 _READY = "ready"
+_YEAR_5000 = 95_617_584_000  # seconds since 1970: no later time is kept
 
 # Arguments: socket, client id, probe topic, payload, seconds to wait, the
 # topic of a confirmation, of a refusal, and the payload (hex) a
 # confirmation must carry ("" for any). Each message is printed as
 # "<unix time> <topic> <payload in hex>", so no payload can break a line.
+# The marker that says the subscriptions are in place lives below `$`: no
+# bridge rule with a wildcard matches it, so it never leaves the gateway.
 SCRIPT = r"""
 sock=$1 id=$2 topic=$3 payload=$4 wait=$5 yes=$6 no=$7 match=$8
-ready="bridge-gen/heartbeat/$id"
+ready="\$bridge-gen/heartbeat/$id"
 pub() { mosquitto_pub --unix "$sock" -i "$id-p" -q 1 "$@"; }
 pub -r -t "$ready" -m ready || exit 1
 sh -c 'echo "$$"; exec "$@"' sh mosquitto_sub --unix "$sock" -i "$id" -q 1 \
@@ -175,10 +178,14 @@ def load(gateway: str) -> dict[str, float]:
     bridges = data.get("bridges") if isinstance(data, dict) else None
     if not isinstance(bridges, dict):
         return {}
+    # A damaged file gives "never", not a crash: only times a clock shows.
     return {
         name: float(value)
         for name, value in bridges.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < _YEAR_5000
     }
 
 

@@ -208,3 +208,28 @@ def test_unknown_option_is_usage_error(runner: CliRunner) -> None:
     result = runner.invoke(app, ["render", "--bogus"])
 
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--watch", "-1"],
+        ["status", "--watch", "nan"],
+        ["status", "--watch", "1", "--times", "0"],
+        ["verify", "--timeout", "0"],
+        ["up", "--timeout", "inf"],
+    ],
+)
+def test_times_that_mean_nothing_are_usage_errors(args: list[str], tmp_path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("version: 1\n")
+    result = CliRunner().invoke(app, [args[0], str(spec), *args[1:]])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output
+
+
+def test_times_without_watch_is_a_usage_error(tmp_path) -> None:
+    spec = ROOT / "sample-configs" / "kaa-single.yaml"
+    result = CliRunner().invoke(app, ["status", str(spec), "--times", "2"])
+    assert result.exit_code == 2
+    assert "--times counts the reports of --watch; give --watch too" in result.stderr

@@ -20,7 +20,7 @@ def line(stamp: float, topic: str, payload: str) -> str:
 
 
 def output(probe: heartbeat.Probe, *rest: str) -> str:
-    ready = f"bridge-gen/heartbeat/bg-hb-{probe.nonce}"
+    ready = f"$bridge-gen/heartbeat/bg-hb-{probe.nonce}"
     return "\n".join(
         [line(9.0, ready, "ready"), f"9.1 {ready} ", line(10.0, "gw/hb", "[]"), *rest]
     )
@@ -130,3 +130,10 @@ def test_a_damaged_state_file_reads_as_never(state_home: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "heartbeat.json").write_text("{not json")
     assert heartbeat.load("gw") == {}
+    # Numbers no clock shows: NaN, out of range, negative.
+    (folder / "heartbeat.json").write_text(
+        '{"version": 1, "bridges": {"a": 1e300, "b": NaN, "c": -5, "d": 1000}}'
+    )
+    assert heartbeat.load("gw") == {"d": 1000.0}
+    beats, _ = heartbeat.remember("gw", {"a": Heartbeat("no reply")}, 2000)
+    assert beats["a"].last_confirmed is None
