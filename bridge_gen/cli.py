@@ -644,6 +644,12 @@ def status(
             output.warn(problem)
         healthy = report.state == "running" and all(b.connected for b in report.bridges)
         warnings = heartbeats.warnings(report, heartbeat_timeout)
+        if report.stale:
+            warnings.insert(
+                0,
+                f"the container was made from an earlier version of {spec_file};"
+                " run `bridge-gen up` to apply the spec as it is now",
+            )
         if as_json:
             # Watching, each report is one line, so a script can read them
             # as they come.

@@ -14,8 +14,9 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -33,9 +34,10 @@ from bridge_gen.errors import (
     NotDeployed,
 )
 from bridge_gen.plan import BridgePlan, GatewayPlan
-from bridge_gen.render import RenderedFile
+from bridge_gen.render import RenderedFile, render
 
 HASH_LABEL = f"{plans.LABEL_PREFIX}.config-hash"
+SPEC_LABEL = f"{plans.LABEL_PREFIX}.spec-hash"
 GATEWAY_LABEL = f"{plans.LABEL_PREFIX}.gateway"
 IMAGE_FILES = ("Dockerfile", "mosquitto.conf", "acl", "bridge-entrypoint.sh")
 
@@ -66,6 +68,8 @@ class Status:
     stored_messages: int | None = None
     buffer_limit: int | None = None  # per bridge, from the spec
     dropped_warnings: int = 0  # "messages are being dropped" in the log
+    # The spec was edited since `up` made the container; None: not known.
+    stale: bool | None = None
     last_drop: str | None = None
 
 
@@ -105,11 +109,13 @@ def _engine_errors(doing: str) -> Iterator[None]:
         raise DockerFailed(f"could not {doing}: {_short(exc)}") from None
 
 
-def config_hash(
-    plan: GatewayPlan, files: tuple[RenderedFile, ...], base_id: str
-) -> str:
-    """Changes when anything the container is made from changes."""
-    digest = hashlib.sha256(f"{base_id}\0".encode())
+def spec_hash(plan: GatewayPlan, files: tuple[RenderedFile, ...]) -> str:
+    """Changes when the spec changes what runs; reads no file to tell.
+
+    `status` compares it with the running container's, to say when the
+    spec was edited after `up`.
+    """
+    digest = hashlib.sha256()
     # Only what the image is built from: the compose file's relative paths
     # depend on where it is written, not on what runs.
     for item in files:
@@ -117,6 +123,18 @@ def config_hash(
             digest.update(f"{item.name}\0{item.mode}\0{item.text}\0".encode())
     digest.update(f"{plan.network}\0{plan.bind}\0{plan.listeners}\0".encode())
     digest.update(f"{plan.limits}\0".encode())
+    for mount in plan.files:
+        # The password file lies where the command wrote it.
+        if mount.role != "passwd":
+            digest.update(f"{mount.mount_path}\0{mount.host_path}\0".encode())
+    return digest.hexdigest()
+
+
+def config_hash(
+    plan: GatewayPlan, files: tuple[RenderedFile, ...], base_id: str
+) -> str:
+    """Changes when anything the container is made from changes."""
+    digest = hashlib.sha256(f"{base_id}\0{spec_hash(plan, files)}\0".encode())
     for mount in plan.files:
         # Rotating a certificate in place must replace the container, whose
         # entrypoint copied the old one. The file's identity and times tell
@@ -159,7 +177,7 @@ def up(
         _remove(current)
         action = "replaced"
 
-    container = _start(client, plan, image, wanted)
+    container = _start(client, plan, image, wanted, spec_hash(plan, files))
     on_progress(f"started container {container.name}; waiting for the bridges")
     wait_connected(container, plan, timeout=timeout, on_progress=on_progress)
     return action
@@ -260,7 +278,7 @@ def _context_tar(files: tuple[RenderedFile, ...]) -> io.BytesIO:
     return buffer
 
 
-def _start(client, plan: GatewayPlan, image: str, wanted: str):
+def _start(client, plan: GatewayPlan, image: str, wanted: str, spec: str):
     mounts = [Mount(plans.DATA_DIR, plan.volume_name, type="volume")]
     mounts += [
         Mount(f.mount_path, str(f.host_path), type="bind", read_only=True)
@@ -269,7 +287,11 @@ def _start(client, plan: GatewayPlan, image: str, wanted: str):
     options: dict = {
         "name": plan.container_name,
         "detach": True,
-        "labels": {**plan.labels(), HASH_LABEL: wanted},
+        "labels": {
+            **plan.labels(),
+            HASH_LABEL: wanted,
+            SPEC_LABEL: spec,
+        },
         "mounts": mounts,
         "tmpfs": {path: "size=1m" for path in plans.TMPFS},
         "read_only": True,
@@ -418,7 +440,10 @@ def send_heartbeat(
 
 
 def status(
-    client: docker.DockerClient, plan: GatewayPlan, *, heartbeat_timeout: float = 5.0
+    client: docker.DockerClient,
+    plan: GatewayPlan,
+    *,
+    heartbeat_timeout: float = 5.0,
 ) -> Status:
     """The container, each bridge's state and, where the spec asks, a heartbeat."""
     container = _find(client, plan)
@@ -477,7 +502,20 @@ def status(
         buffer_limit=plan.buffer_messages,
         dropped_warnings=len(drops),
         last_drop=drops[-1].split(": ", 1)[0] if drops else None,
+        stale=_stale(container, plan),
     )
+
+
+def _stale(container, plan: GatewayPlan) -> bool | None:
+    made_from = container.labels.get(SPEC_LABEL)
+    if made_from is None:
+        return None  # a container from before the label: not known
+    # `up --network` may have overridden the spec's network; compare like
+    # with like. Rendering reads no file and no password.
+    mode = container.attrs.get("HostConfig", {}).get("NetworkMode")
+    network = "host" if mode == "host" else "bridge"
+    ran = replace(plan, network=network)
+    return made_from != spec_hash(ran, render(ran, Path(".")))
 
 
 def follow_logs(

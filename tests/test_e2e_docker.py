@@ -292,3 +292,24 @@ def test_up_fails_with_the_reason_when_nothing_listens(
         f" nothing accepts connections at 127.0.0.1:{remote} (see `bridge-gen"
         " logs`)"
     )
+
+
+def test_status_says_when_the_spec_changed_since_up(
+    tmp_path: Path, gateway: str, standin_broker: StandInBroker, throwaway_pki: Pki
+) -> None:
+    runner = CliRunner()
+    spec, _ = write_spec(tmp_path, gateway, standin_broker.port, throwaway_pki)
+    assert runner.invoke(app, ["up", str(spec), "--network", "host"]).exit_code == 0
+    before = json.loads(runner.invoke(app, ["status", str(spec), "--json"]).stdout)
+    assert (before["stale"], before["warnings"]) == (False, [])
+
+    # A new endpoint in the spec, and no `up` since.
+    spec.write_text(
+        spec.read_text() + "      - local: devices/third\n        token: tok-3\n"
+    )
+    after = runner.invoke(app, ["status", str(spec)])
+    assert after.exit_code == 0
+    assert (
+        f"warning: the container was made from an earlier version of {spec};"
+        " run `bridge-gen up` to apply the spec as it is now"
+    ) in after.stderr
