@@ -143,7 +143,7 @@ def _exchange(pki, cloud_port: int, local_port: int, say: Say) -> None:
         cloud.publish(reply, b"", qos=1)
         say(f"cloud   -> {reply}  (Kaa's 'accepted' for request 42)")
         got_topic, _ = at_device.get(timeout=10)
-        say(f"device  <- {got_topic}")
+        say(f"device  <- {got_topic}  (empty, as Kaa sends it: the data was taken)")
     except queue.Empty:
         raise BridgeGenError("a message did not arrive within 10 s") from None
     finally:
