@@ -7,6 +7,7 @@ with a hint here, so no other layer sees a docker exception.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -571,12 +572,13 @@ def _remove(container) -> None:
 
 
 def _remove_images(client, plan: GatewayPlan) -> list[str]:
+    # By label, not name: an interrupted build leaves untagged images too.
     done = []
-    for image in client.images.list(name=plan.image_name):
-        if image.labels.get(GATEWAY_LABEL) != plan.gateway:
-            continue
-        client.images.remove(image.id, force=True)
-        done.append(f"removed image {', '.join(image.tags) or image.short_id}")
+    mine = {"label": f"{GATEWAY_LABEL}={plan.gateway}"}
+    for image in client.images.list(filters=mine):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.images.remove(image.id, force=True)
+            done.append(f"removed image {', '.join(image.tags) or image.short_id}")
     return done
 
 
