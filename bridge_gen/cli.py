@@ -665,7 +665,9 @@ def status(
         if watch is None or (times is not None and count >= times):
             break
         time.sleep(watch)
-        if not as_json:
+        # On a terminal the report is redrawn in place; in a file or a
+        # pipe, reports follow one another.
+        if not as_json and not output.fresh_screen():
             output.say("")
     if not healthy:
         raise typer.Exit(1)

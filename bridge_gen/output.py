@@ -19,6 +19,14 @@ def say(text: str) -> None:
     out.print(escape(text))
 
 
+def fresh_screen() -> bool:
+    """Clear a terminal for the next report; False where output is a file."""
+    if not out.is_terminal:
+        return False
+    out.clear()
+    return True
+
+
 def warn(text: str) -> None:
     err.print(f"[yellow]warning:[/yellow] {escape(text)}")
 
