@@ -74,7 +74,7 @@ def run(work: Path, standin, quick: bool) -> dict:
 def _start_once(work: Path, standin, binary: str, count: int, rep: int) -> dict:
     from bridge_gen import pipeline, render
     from bridge_gen.plan import host_layout
-    from bridge_gen.standin import free_port
+    from bridge_gen.standin import free_port, stop_process
 
     gateway = gateway_name(f"mq{count}")
     run_dir = work / gateway
@@ -102,12 +102,7 @@ def _start_once(work: Path, standin, binary: str, count: int, rep: int) -> dict:
         time.sleep(1.0)
         status = proc_status(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, 30)
         log.close()
     return {
         "rep": rep,

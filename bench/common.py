@@ -11,7 +11,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -64,17 +63,6 @@ def summary(values: list[float]) -> dict[str, float]:
         "min": min(values) if values else float("nan"),
         "max": max(values) if values else float("nan"),
     }
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((LOOPBACK, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {LOOPBACK}:{port}")
 
 
 def file_size(path: Path) -> int:
@@ -244,13 +232,9 @@ class Counter:
         raise RuntimeError("the warm-up message did not arrive")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        from bridge_gen.standin import stop_process
+
+        stop_process(self.proc, 10)
         self._out.close()
 
 

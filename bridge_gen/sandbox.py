@@ -22,6 +22,7 @@ from bridge_gen import brokerlog, render
 from bridge_gen.errors import BridgeGenError, BridgeNotConnected
 from bridge_gen.plan import GatewayPlan, host_layout
 from bridge_gen.render import RenderedFile
+from bridge_gen.standin import stop_process
 
 Say = Callable[[str], None]
 
@@ -106,12 +107,7 @@ def with_binary(
             wait_connected(plan, proc, log_path, timeout)
             yield plan.port
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc, 10)
             say("stopped the bridge")
 
 

@@ -241,13 +241,7 @@ class StandInBroker:
         """Stop the broker: SIGTERM, then SIGKILL after ``timeout`` seconds."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("mosquitto %d ignored SIGTERM; killing", proc.pid)
-                proc.kill()
-                proc.wait(timeout)
+            stop_process(proc, timeout)
         if self._console is not None:
             self._console.close()
             self._console = None
@@ -297,7 +291,7 @@ class StandInBroker:
                 return f"mosquitto exited with code {code}"
             if self.client_ca is not None:
                 # Our own client would be refused too: listening is ready.
-                if _accepts(self.host, self.port):
+                if accepts(self.host, self.port):
                     return None
                 time.sleep(0.1)
                 continue
@@ -385,12 +379,36 @@ def _user_lines() -> list[str]:
     return []
 
 
-def _accepts(host: str, port: int) -> bool:
+def accepts(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections there now."""
     try:
         socket.create_connection((host, port), timeout=1).close()
     except OSError:
         return False
     return True
+
+
+def wait_listening(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    """Return once something listens on host:port; StandInError after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if accepts(host, port):
+            return
+        time.sleep(0.1)
+    raise StandInError(f"nothing listens on {host}:{port} after {timeout:g} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("process %d ignored SIGTERM; killing it", proc.pid)
+        proc.kill()
+        proc.wait(timeout)
 
 
 def _conf_path(path: Path) -> str:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import queue
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from bridge_gen.standin import stop_process, wait_listening
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,35 @@ class Listener:
         self.client.loop_stop()
 
 
-def plain_client(port: int, client_id: str, host: str = "127.0.0.1") -> mqtt.Client:
-    """A connected plain-MQTT client on the local listener, loop running."""
+def plain_client(
+    port: int,
+    client_id: str,
+    host: str = "127.0.0.1",
+    *,
+    user: str | None = None,
+    password: str | None = None,
+) -> mqtt.Client:
+    """A connected plain-MQTT client on the local listener, loop running.
+
+    Fails the test when the broker refuses it.
+    """
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-    connected = queue.Queue()
-    client.on_connect = lambda *args: connected.put(True)
+    if user is not None:
+        client.username_pw_set(user, password)
+    connected: queue.Queue[bool] = queue.Queue()
+    client.on_connect = lambda _c, _u, _f, code, _p: connected.put(not code.is_failure)
     client.connect(host, port, keepalive=30)
     client.loop_start()
-    connected.get(timeout=10)
+    assert connected.get(timeout=10), f"{user or client_id} was refused"
     return client
+
+
+@contextmanager
+def mosquitto_with(binary: str, conf: Path, port: int) -> Iterator[None]:
+    """mosquitto running `conf` until the block ends, listening on `port`."""
+    broker = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port)
+        yield
+    finally:
+        stop_process(broker, 10)

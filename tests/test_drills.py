@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -27,8 +25,8 @@ from typer.testing import CliRunner
 
 from bridge_gen.cli import app
 from bridge_gen.pki import Pki
-from bridge_gen.standin import StandInBroker, free_port
-from tests.mqtt_probe import plain_client
+from bridge_gen.standin import StandInBroker, free_port, wait_listening
+from tests.mqtt_probe import mosquitto_with, plain_client
 
 pytestmark = pytest.mark.docker
 
@@ -237,34 +235,16 @@ def test_tutorial_recipe_baseline_loses(
     conf.write_text(
         TUTORIAL.format(port=port, remote=cloud.port, topic=TOPIC, pki=throwaway_pki)
     )
-    broker = subprocess.Popen(
-        [mosquitto_bin, "-c", str(conf)], stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_listening(port)
+    with mosquitto_with(mosquitto_bin, conf, port):
         time.sleep(1)
         cloud.stop()
         publish(port, 0, 1_000, seconds=2)
         cloud.start()
         wait_all(tally, 1_000, timeout=15)
-    finally:
-        broker.terminate()
-        broker.wait(10)
 
     report = tally.report(1_000)
     print("tutorial recipe, uplink outage (baseline):", report)
     assert report["lost"] > 0
-
-
-def wait_listening(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def wait_restarted(container, timeout: float = 30) -> None:

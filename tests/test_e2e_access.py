@@ -29,7 +29,7 @@ from bridge_gen import passwords, state
 from bridge_gen.cli import app
 from bridge_gen.pki import Pki, make_throwaway_pki
 from bridge_gen.standin import StandInBroker, find_mosquitto, free_port, tls_client
-from tests.mqtt_probe import Listener
+from tests.mqtt_probe import Listener, plain_client
 
 pytestmark = pytest.mark.docker
 
@@ -166,15 +166,8 @@ def connects(port: int, *, user=None, password=None, tls=None) -> bool:
 
 
 def user_client(port: int, user: str, password: str) -> Listener:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{port}")
-    client.username_pw_set(user, password)
-    listener = Listener(client)
-    connected: queue.Queue[bool] = queue.Queue()
-    client.on_connect = lambda _c, _u, _f, code, _p: connected.put(not code.is_failure)
-    client.connect("127.0.0.1", port, keepalive=30)
-    client.loop_start()
-    assert connected.get(timeout=10), f"{user} was refused"
-    return listener
+    client_id = f"{user}-{port}"
+    return Listener(plain_client(port, client_id, user=user, password=password))
 
 
 @pytest.fixture

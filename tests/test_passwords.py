@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from bridge_gen import credentials, pipeline
 from bridge_gen.passwords import hash_line, verify
 from bridge_gen.standin import free_port
+from tests.mqtt_probe import mosquitto_with
 
 
 def test_hash_line_verifies_only_its_own_password() -> None:
@@ -36,11 +36,7 @@ def test_the_real_broker_accepts_and_refuses(
         f"password_file {passwords}\n" + ("user root\n" if os.geteuid() == 0 else "")
         # As root, stay root: pytest's folders are closed to `mosquitto`.
     )
-    broker = subprocess.Popen(
-        [mosquitto_bin, "-c", str(conf)], stderr=subprocess.DEVNULL
-    )
-    try:
-        time.sleep(0.5)
+    with mosquitto_with(mosquitto_bin, conf, port):
 
         def login(password: str) -> int:
             return subprocess.run(
@@ -64,9 +60,6 @@ def test_the_real_broker_accepts_and_refuses(
 
         assert login("s3cr et#x") == 0
         assert login("wrong") != 0
-    finally:
-        broker.terminate()
-        broker.wait(5)
 
 
 def test_lines_mosquitto_passwd_writes_verify(tmp_path: Path, mosquitto_bin) -> None:

@@ -11,9 +11,7 @@ import datetime as dt
 import errno
 import socket
 import ssl
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 from bridge_gen import pki, probe
 from bridge_gen.pki import Pki
 from bridge_gen.standin import StandInBroker, free_port
+from tests.mqtt_probe import mosquitto_with
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -262,26 +261,10 @@ def test_a_plain_mqtt_broker_is_not_tls(
     port = free_port()
     conf = tmp_path / "plain.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    broker = subprocess.Popen(
-        [mosquitto_bin, "-c", str(conf)], stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_listening(port)
+    with mosquitto_with(mosquitto_bin, conf, port):
         found = probe.inspect("127.0.0.1", port, files(throwaway_pki))
-    finally:
-        broker.terminate()
-        broker.wait(10)
     assert found.category == probe.NOT_TLS, found.failure
     assert found.failure.endswith("is it a TLS port?")
-
-
-def wait_listening(port: int, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def test_handshake_refused_for_another_reason(throwaway_pki: Pki) -> None:
