@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING
 
 from bridge_gen import credentials
 from bridge_gen.names import shown
-from bridge_gen.plan import credentials_of, overlaps
+from bridge_gen.plan import overlaps
 from bridge_gen.spec import Composed, LocalUser, Spec
 
 if TYPE_CHECKING:
     from bridge_gen.lint import Findings
-
-_SOURCES = ("password_env", "password_file", "password")
 
 
 def check(
@@ -125,7 +123,7 @@ def _plain_without_passwords(spec: Spec, located: Composed, out) -> None:
     local = spec.local
     if not (local.plain and local.users) or local.anonymous:
         return
-    if any(credentials_of(user) for user in local.users):
+    if any(user.password_sources for user in local.users):
         return
     out.warnings.append(
         located.problem(
@@ -173,12 +171,13 @@ def _password(
     out,
 ) -> None:
     here = ("local", "users", i)
-    given = [name for name in _SOURCES if getattr(user, name) is not None]
+    given = user.password_sources
     if len(given) > 1:
         out.errors.append(
             located.problem(
                 (*here, given[1]),
-                f"give one of {', '.join(_SOURCES)}; `{given[0]}` is set too",
+                "give one of password_env, password_file, password;"
+                f" `{given[0]}` is set too",
             )
         )
         return
@@ -193,7 +192,7 @@ def _password(
                 )
             )
         return
-    if given == ["password"]:
+    if given == ("password",):
         out.warnings.append(
             located.problem(
                 (*here, "password"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from bridge_gen import names, passwords
@@ -29,22 +28,6 @@ class Unreadable(Exception):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-@dataclass(frozen=True)
-class Source:
-    field: str  # password_env, password_file or password
-    describe: str  # for messages: never the password
-
-
-def source_of(user: LocalUser) -> Source | None:
-    if user.password_env is not None:
-        return Source("password_env", f"environment variable {user.password_env}")
-    if user.password_file is not None:
-        return Source("password_file", f"file {user.password_file}")
-    if user.password is not None:
-        return Source("password", "the spec")
-    return None
 
 
 def check(user: LocalUser, spec_dir: Path, environ: Mapping[str, str]) -> None:

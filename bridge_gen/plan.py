@@ -317,14 +317,9 @@ def _listener_tls(local: Local, spec_dir: Path, layout: Layout) -> ListenerTls |
 
 
 def _passwd(local: Local, where: Path, layout: Layout) -> FileMount | None:
-    if not any(credentials_of(user) for user in local.users):
+    if not any(user.password_sources for user in local.users):
         return None
     return _mount(LOCAL_FILES, "passwd", "passwd", where, layout, "passwd")
-
-
-def credentials_of(user) -> bool:
-    """Whether the user logs in with a password (else by certificate only)."""
-    return any((user.password_env, user.password_file, user.password))
 
 
 def _bridge(

@@ -163,6 +163,12 @@ class LocalUser(_Model):
         " the topics of endpoints whose `user` it is",
     )
 
+    @property
+    def password_sources(self) -> tuple[str, ...]:
+        """The password fields given; one is right, none means certificate only."""
+        fields = ("password_env", "password_file", "password")
+        return tuple(name for name in fields if getattr(self, name) is not None)
+
 
 class LocalTls(_Model):
     """A TLS listener for devices; paths are relative to the spec file."""
