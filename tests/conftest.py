@@ -12,22 +12,8 @@ import pytest
 from bridge_gen.pki import Pki, make_throwaway_pki
 from bridge_gen.standin import StandInBroker, find_mosquitto
 
-
-@pytest.fixture(autouse=True, scope="session")
-def _state_dir(tmp_path_factory) -> Iterator[None]:
-    """`up` writes into a folder of the test run, not the user's own."""
-    folder = tmp_path_factory.mktemp("state")
-    before = os.environ.get("BRIDGE_GEN_STATE_DIR")
-    os.environ["BRIDGE_GEN_STATE_DIR"] = str(folder)
-    yield
-    if before is None:
-        os.environ.pop("BRIDGE_GEN_STATE_DIR", None)
-    else:
-        os.environ["BRIDGE_GEN_STATE_DIR"] = before
-
-
 # The passwords sample-configs/kaa-secure.yaml reads from the environment;
-# the golden files hold their hashes.
+# tests/test_golden.py checks the password file by them.
 SAMPLE_PASSWORDS = {
     "PLANT_ADMIN_PASSWORD": "sample-admin-password",
     "PRESS_1_PASSWORD": "sample-press-1-password",
@@ -36,15 +22,14 @@ SAMPLE_PASSWORDS = {
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _sample_passwords() -> Iterator[None]:
-    before = {name: os.environ.get(name) for name in SAMPLE_PASSWORDS}
-    os.environ.update(SAMPLE_PASSWORDS)
-    yield
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+def _environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The whole run: `up` writes into a folder of its own, not the user's,
+    and the samples' passwords are set."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BRIDGE_GEN_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        for name, value in SAMPLE_PASSWORDS.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture
