@@ -56,6 +56,17 @@ NetworkOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+# demo and verify run a bridge here; sandbox.docker_engine makes the choice.
+WhereOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--docker/--local",
+        help="Run the bridge in a throwaway container, or with the local"
+        " mosquitto binary; by default Docker when an engine answers and"
+        " holds the base image.",
+        show_default=False,
+    ),
+]
 GatewayOpt = Annotated[
     str | None,
     typer.Option(
@@ -427,16 +438,7 @@ def verify(
     spec_file: SpecArg,
     as_json: JsonOpt = False,
     gateway: GatewayOpt = None,
-    docker: Annotated[
-        bool | None,
-        typer.Option(
-            "--docker/--local",
-            help="Run the bridge in a throwaway container, or with the local"
-            " mosquitto binary; by default Docker when an engine answers and"
-            " holds the base image.",
-            show_default=False,
-        ),
-    ] = None,
+    docker: WhereOpt = None,
     live: Annotated[
         bool,
         typer.Option(
@@ -801,15 +803,7 @@ def down(
 @app.command()
 @boundary
 def demo(
-    docker: Annotated[
-        bool | None,
-        typer.Option(
-            "--docker/--local",
-            help="Run the bridge in Docker, or with the local mosquitto binary;"
-            " by default Docker when an engine answers.",
-            show_default=False,
-        ),
-    ] = None,
+    docker: WhereOpt = None,
     keep: Annotated[
         Path | None,
         typer.Option(help="Work in this folder and keep it (certificates, spec)."),
