@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge_gen import credentials
+from bridge_gen.brokerlog import OWN_CLIENT_PREFIXES
 from bridge_gen.names import shown
 from bridge_gen.plan import overlaps
 from bridge_gen.spec import Composed, LocalUser, Spec
@@ -140,7 +141,7 @@ def _users(spec: Spec, located: Composed, out) -> set[str]:
     taken = {f"local.{b.clientid or f'{spec.gateway}-{b.name}'}" for b in spec.bridges}
     seen: dict[str, int] = {}
     for i, user in enumerate(spec.local.users):
-        if user.name in taken or user.name.startswith(("bridge-gen", "bg-")):
+        if user.name in taken or user.name.startswith(OWN_CLIENT_PREFIXES):
             out.errors.append(
                 located.problem(
                     ("local", "users", i, "name"),

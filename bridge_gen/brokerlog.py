@@ -173,9 +173,13 @@ RETAINED = "$SYS/broker/retained messages/count"
 SYS_TOPICS = ("$SYS/broker/connection/+/state", STORED, RETAINED)
 
 
-# bridge-gen's own clients on the local socket: status, the health check
-# and heartbeats. Devices may not use these ids (see access.py).
-_OWN_CLIENT = re.compile(r"Client (bridge-gen-\S+|bg-\S+) (disconnected|closed)")
+# bridge-gen's own clients on the local socket (status, the health check,
+# heartbeats) have ids that start so; no local user may be named so.
+OWN_CLIENT_PREFIXES = ("bridge-gen-", "bg-")
+_OWN_CLIENT = re.compile(
+    rf"Client ((?:{'|'.join(map(re.escape, OWN_CLIENT_PREFIXES))})\S+)"
+    r" (disconnected|closed)"
+)
 
 
 def own_line(line: str, socket: str) -> bool:
