@@ -347,14 +347,26 @@ def broker_sys(container, plan: GatewayPlan) -> dict[str, str] | None:
     return brokerlog.read_sys(code, output.decode("utf-8", "replace"))
 
 
-def _lines_since(container, started: str) -> list[str]:
+def broker_lines(
+    container, plan: GatewayPlan, *, tail: int = 1000, started: str | None = None
+) -> list[str]:
+    """The broker's log as bridge-gen reads it: its own visits left out.
+
+    Every status read logs a connection on the local socket; waiting for
+    a bridge, those lines would push the one that says why it failed out
+    of what `diagnose` looks at. `started` (Docker's StartedAt) reads the
+    whole of this run instead of the last `tail` lines.
+    """
     try:
-        moment = datetime.fromisoformat(started[:19] + "+00:00")
+        moment = datetime.fromisoformat((started or "")[:19] + "+00:00")
+        options: dict = {"since": int(moment.timestamp())}
     except ValueError:
-        return log_lines(container, tail=2000)
+        options = {"tail": tail}
     with _engine_errors("read the container log"):
-        raw = container.logs(since=int(moment.timestamp()))
-    return raw.decode("utf-8", "replace").splitlines()
+        raw = container.logs(**options)
+    socket = plan.layout.socket
+    lines = raw.decode("utf-8", "replace").splitlines()
+    return [line for line in lines if not brokerlog.own_line(line, socket)]
 
 
 def log_lines(container, *, tail: int | str = 200) -> list[str]:
@@ -376,13 +388,13 @@ def wait_connected(
         # out the timeout would only delay the same answer.
         crashed = container.attrs.get("RestartCount", 0) > restarts
         if crashed or container.status in ("exited", "dead", "restarting"):
-            raise BridgeNotConnected(_stopped_message(container))
+            raise BridgeNotConnected(_stopped_message(container, plan))
 
         states = bridge_states(container, plan) or {}
         waiting = [b for b in plan.bridges if not states.get(b.remote_clientid)]
         if not waiting:
             return
-        lines = log_lines(container)
+        lines = broker_lines(container, plan)
         stuck = [b for b in waiting if _permanent(lines, b)]
         if stuck or time.monotonic() > deadline:
             late = stuck or waiting
@@ -402,8 +414,8 @@ def _permanent(lines: list[str], bridge: BridgePlan) -> bool:
     return bool(found and found.permanent)
 
 
-def _stopped_message(container) -> str:
-    lines = log_lines(container)
+def _stopped_message(container, plan: GatewayPlan) -> str:
+    lines = broker_lines(container, plan, tail=200)
     # A broker that cannot start would only be restarted over and over.
     with _engine_errors("stop the failing container"):
         container.stop(timeout=5)
@@ -457,7 +469,7 @@ def status(
     states = brokerlog.bridge_states(numbers)
     # Since this start: the attempts and drops of this run, however long
     # ago it began (the log is rotated, so this stays bounded).
-    lines = _lines_since(container, started)
+    lines = broker_lines(container, plan, started=started)
     drops = [line for line in lines if "messages are being dropped" in line]
     bridges = []
     for bridge in plan.bridges:

@@ -128,3 +128,39 @@ def test_queued_messages_leave_the_retained_ones_out() -> None:
     assert numbers["$SYS/broker/connection/gw-kaa/state"] == "1"
     assert brokerlog.queued(numbers) == 103
     assert brokerlog.queued({}) is None
+
+
+def test_bridge_gens_own_visits_do_not_push_the_reason_out() -> None:
+    # Waiting for a bridge, every status read logs three lines; the line
+    # that says why the bridge failed must stay within what diagnose reads.
+    from bridge_gen import engine
+    from bridge_gen.plan import CONTAINER
+
+    socket = CONTAINER.socket
+    visit = [
+        f"2026-12-04T10:00:01: New connection from {socket}:0 on port 0.",
+        f"2026-12-04T10:00:01: New client connected from {socket}:0 as"
+        " bridge-gen-status (p2, c1, k60).",
+        "2026-12-04T10:00:01: Client bridge-gen-status disconnected.",
+    ]
+    log = [
+        "2026-12-04T10:00:00: Connecting bridge (step 1) kaa (127.0.0.1:8883)",
+        "2026-12-04T10:00:00: OpenSSL Error[0]: error:0A000418:SSL routines::"
+        "tlsv1 alert unknown ca",
+        *visit * 40,
+    ]
+
+    class Container:
+        def logs(self, **_: object) -> bytes:
+            return "\n".join(log).encode()
+
+    class Plan:
+        layout = CONTAINER
+
+    assert diagnose(lines_of(log, "kaa")) is None
+    lines = engine.broker_lines(Container(), Plan())  # type: ignore[arg-type]
+    found = diagnose(lines_of(lines, "kaa"))
+    assert found is not None
+    assert found.reason == (
+        "the remote rejected the client certificate (TLS alert: unknown ca)"
+    )
